@@ -1,0 +1,3 @@
+"""guard: a security policy enforcement proxy for the Model Context Protocol."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,206 @@
+"""guard's configuration: one TOML file -> one frozen, typed :class:`Settings`.
+
+Every field has a documented default; :func:`load` collects *all* problems and raises
+:class:`~guard.errors.ConfigError` listing them. Upstreams may be declared as
+``[upstreams.NAME]`` or in the ``[mcpServers.NAME]`` shape MCP clients already use
+(``command``/``args``/``env`` or ``url``), so an existing client config can be pasted in.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from guard import configtools as ct
+from guard.errors import ConfigError
+
+TransportKind = Literal["stdio", "websocket", "streamable-http"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """``[server]``: the listening side."""
+
+    host: str = "127.0.0.1"
+    """Interface to bind."""
+    port: int = 8787
+    """TCP port to bind."""
+    max_message_bytes: int = 1024 * 1024
+    """Largest accepted WebSocket message, after decompression (close 1009 above it)."""
+    per_message_deflate: bool = False
+    """Offer permessage-deflate to clients. Off by default: compression costs CPU and the
+    size limit above is enforced on the decompressed message either way."""
+    max_in_flight: int = 256
+    """Requests one connection may have awaiting an answer (error -31007 beyond)."""
+    log_level: str = "info"
+    """Logging level: debug, info, warning, error."""
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    """``[upstreams.NAME]``: one MCP server guard fronts at ``/mcp/NAME``."""
+
+    name: str
+    transport: TransportKind
+    command: str | None = None
+    """stdio: executable to start, one process per client session."""
+    args: tuple[str, ...] = ()
+    """stdio: arguments."""
+    env: Mapping[str, str] = field(default_factory=dict)
+    """stdio: extra environment for the child (``${VAR}`` expanded from guard's environment).
+    The child does not inherit guard's full environment, only PATH, HOME, LANG and these."""
+    cwd: str | None = None
+    """stdio: working directory of the child."""
+    url: str | None = None
+    """websocket / streamable-http: the upstream endpoint."""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """websocket / streamable-http: extra request headers, e.g. the upstream's own credentials
+    (``${VAR}`` expanded). Nothing from the client's handshake is ever forwarded."""
+    connect_timeout: float = 10.0
+    """Seconds to wait for the upstream to accept a connection / start."""
+    terminate_grace: float = 3.0
+    """stdio: seconds between SIGTERM and SIGKILL when a session ends."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    upstreams: Mapping[str, UpstreamSettings] = field(default_factory=dict)
+    source: Path | None = None
+    """The file this was loaded from (``None`` when built in code)."""
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source is not None else Path.cwd()
+
+
+_SERVER_KEYS = {"host", "port", "max_message_bytes", "per_message_deflate", "max_in_flight", "log_level"}
+_UPSTREAM_KEYS = {
+    "transport", "type", "command", "args", "env", "cwd", "url", "headers", "connect_timeout",
+    "terminate_grace",
+}
+_TOP_KEYS = {"server", "upstreams", "mcpServers"}
+
+
+def parse_server(raw: Mapping[str, Any], problems: ct.Problems) -> ServerSettings:
+    path = "server"
+    ct.unknown_keys(raw, _SERVER_KEYS, path, problems)
+    d = ServerSettings()
+    port = ct.get(raw, "port", int, d.port, path, problems)
+    if not 0 <= port <= 65535:
+        problems.add("server.port", "must be between 0 and 65535")
+        port = d.port
+    return ServerSettings(
+        host=ct.get(raw, "host", str, d.host, path, problems),
+        port=port,
+        max_message_bytes=ct.positive(raw, "max_message_bytes", int, d.max_message_bytes, path, problems),
+        per_message_deflate=ct.get(raw, "per_message_deflate", bool, d.per_message_deflate, path, problems),
+        max_in_flight=ct.positive(raw, "max_in_flight", int, d.max_in_flight, path, problems),
+        log_level=ct.choice(raw, "log_level", ("debug", "info", "warning", "error"), d.log_level, path,
+                            problems),
+    )
+
+
+def _infer_transport(raw: Mapping[str, Any], path: str, problems: ct.Problems) -> TransportKind | None:
+    declared = raw.get("transport", raw.get("type"))
+    aliases: dict[str, TransportKind] = {
+        "stdio": "stdio", "websocket": "websocket", "ws": "websocket",
+        "streamable-http": "streamable-http", "http": "streamable-http", "streamableHttp": "streamable-http",
+    }
+    if declared is not None:
+        if not isinstance(declared, str) or declared not in aliases:
+            problems.add(f"{path}.transport", "must be stdio, websocket or streamable-http")
+            return None
+        return aliases[declared]
+    if "command" in raw:
+        return "stdio"
+    url = raw.get("url")
+    if isinstance(url, str):
+        if url.startswith(("ws://", "wss://")):
+            return "websocket"
+        if url.startswith(("http://", "https://")):
+            return "streamable-http"
+    problems.add(path, "needs either command (stdio) or url (ws://, wss://, http://, https://)")
+    return None
+
+
+def parse_upstream(name: str, raw: Any, problems: ct.Problems, section: str) -> UpstreamSettings | None:
+    path = f"{section}.{name}"
+    if not isinstance(raw, Mapping):
+        problems.add(path, "must be a table")
+        return None
+    if not _NAME.match(name):
+        problems.add(path, "name must be 1-64 characters of letters, digits, '_', '-', '.'")
+    ct.unknown_keys(raw, _UPSTREAM_KEYS, path, problems)
+    transport = _infer_transport(raw, path, problems)
+    if transport is None:
+        return None
+    d = UpstreamSettings(name=name, transport=transport)
+    command = ct.get(raw, "command", str, "", path, problems) or None
+    url = ct.get(raw, "url", str, "", path, problems) or None
+    if url is not None:
+        url = ct.expand(url, f"{path}.url", problems)
+    if transport == "stdio" and command is None:
+        problems.add(path, "a stdio upstream needs command")
+    if transport != "stdio":
+        if url is None:
+            problems.add(path, f"a {transport} upstream needs url")
+        elif transport == "websocket" and not url.startswith(("ws://", "wss://")):
+            problems.add(f"{path}.url", "a websocket upstream url must start with ws:// or wss://")
+        elif transport == "streamable-http" and not url.startswith(("http://", "https://")):
+            problems.add(f"{path}.url", "a streamable-http upstream url must start with http:// or https://")
+    cwd = ct.get(raw, "cwd", str, "", path, problems) or None
+    return UpstreamSettings(
+        name=name,
+        transport=transport,
+        command=command,
+        args=ct.str_list(raw, "args", (), path, problems),
+        env=ct.str_map(raw, "env", path, problems),
+        cwd=cwd,
+        url=url,
+        headers=ct.str_map(raw, "headers", path, problems),
+        connect_timeout=ct.positive(raw, "connect_timeout", float, d.connect_timeout, path, problems),
+        terminate_grace=ct.positive(raw, "terminate_grace", float, d.terminate_grace, path, problems),
+    )
+
+
+def parse(raw: Mapping[str, Any], source: Path | None = None) -> Settings:
+    """Build :class:`Settings` from a decoded TOML document, raising one ConfigError with all problems."""
+    problems = ct.Problems()
+    ct.unknown_keys(raw, _TOP_KEYS, "", problems)
+    server = parse_server(ct.table(raw, "server", "", problems), problems)
+    upstreams: dict[str, UpstreamSettings] = {}
+    for section in ("upstreams", "mcpServers"):
+        for name, body in ct.table(raw, section, "", problems).items():
+            if name in upstreams:
+                problems.add(f"{section}.{name}", "upstream declared twice")
+                continue
+            upstream = parse_upstream(str(name), body, problems, section)
+            if upstream is not None:
+                upstreams[upstream.name] = upstream
+    if not upstreams and not problems:
+        problems.add("upstreams", "declare at least one upstream ([upstreams.NAME] or [mcpServers.NAME])")
+    if problems:
+        raise ConfigError(problems.items)
+    return Settings(server=server, upstreams=upstreams, source=source)
+
+
+def load(path: str | Path) -> Settings:
+    """Load and validate a TOML configuration file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{p}: not valid TOML: {exc}"]) from exc
+    return parse(raw, source=p.resolve())

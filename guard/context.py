@@ -1,0 +1,196 @@
+"""Typed per-session and per-message state carried through the pipeline. No I/O.
+
+One :class:`MessageContext` is built for every message in either direction. Stages
+read it and fill in their part (``decision``, ``findings``, ``timings``); nothing is
+passed around in string-keyed dicts.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from guard.jsonrpc import Message
+
+
+class Direction(enum.Enum):
+    """Which way a message travels through guard."""
+
+    CLIENT_TO_SERVER = "client_to_server"
+    SERVER_TO_CLIENT = "server_to_client"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is behind a connection, as established at the handshake.
+
+    Never holds the raw token. ``expires_at`` is the token's ``exp`` (epoch seconds)
+    plus nothing: the authenticate stage applies leeway itself.
+    """
+
+    subject: str
+    roles: tuple[str, ...] = ()
+    issuer: str | None = None
+    tenant: str | None = None
+    expires_at: float | None = None
+    anonymous: bool = False
+    client_cert_subject: str | None = None
+    key_id: str | None = None
+
+
+ANONYMOUS = Principal(subject="anonymous", anonymous=True)
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """Facts about one client connection, shared by all its messages."""
+
+    id: str
+    server: str
+    client_addr: str
+    principal: Principal = ANONYMOUS
+    started_at: float = field(default_factory=time.time)
+    protocol_version: str | None = None
+    """Negotiated legacy-era version (from ``initialize``), if any."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """An authorization outcome: allowed or not, the rule that decided, a stable reason code."""
+
+    allowed: bool
+    reason: str
+    rule: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One PII finding: never the value, only where, what and what was done."""
+
+    entity_type: str
+    path: str
+    action: str
+    score: float = 0.0
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """What a session remembers about a request until its response arrives."""
+
+    id: Any
+    method: str
+    target: str | None
+    direction: Direction
+    started: float
+    """``time.perf_counter()`` when the request entered guard."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """The request's params as forwarded (after any rewrite), for stages that need them."""
+
+
+class Action(enum.Enum):
+    CONTINUE = "continue"
+    REJECT = "reject"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseRequest:
+    """Ask the transport to close the client connection (WebSocket close code and reason)."""
+
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a stage decided about a message.
+
+    ``CONTINUE`` optionally carries a rewritten message; ``REJECT`` carries a JSON-RPC
+    error (code, terse message, optional machine-readable data) and optionally a close.
+    Rejecting a notification drops it (notifications get no response).
+    """
+
+    action: Action
+    message: Message | None = None
+    code: int = 0
+    error_message: str = ""
+    data: Any = None
+    close: CloseRequest | None = None
+    stage: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.action is Action.REJECT
+
+    @staticmethod
+    def proceed(message: Message | None = None) -> Verdict:
+        return PROCEED if message is None else Verdict(Action.CONTINUE, message=message)
+
+    @staticmethod
+    def reject(
+        code: int,
+        error_message: str,
+        data: Any = None,
+        close: CloseRequest | None = None,
+        stage: str | None = None,
+    ) -> Verdict:
+        return Verdict(Action.REJECT, code=code, error_message=error_message, data=data, close=close, stage=stage)
+
+
+PROCEED = Verdict(Action.CONTINUE)
+
+
+@dataclass(slots=True)
+class MessageContext:
+    """Everything the pipeline knows about one message.
+
+    For responses, ``method``/``target`` are those of the request being answered and
+    ``request`` is that request's record (``None`` for unsolicited responses).
+    """
+
+    session: SessionInfo
+    direction: Direction
+    message: Message
+    method: str | None = None
+    target: str | None = None
+    request: RequestRecord | None = None
+    received_at: float = field(default_factory=time.perf_counter)
+    decision: Decision | None = None
+    findings: list[Finding] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    verdict: Verdict = PROCEED
+    upstream_outcome: str | None = None
+    """For responses: ``ok``, ``error:<code>`` or ``is_error``; set by the relay."""
+    fail_open: list[str] = field(default_factory=list)
+    """Stages that let the message through after failing (operator opt-in), for audit."""
+
+    @property
+    def server(self) -> str:
+        return self.session.server
+
+    @property
+    def principal(self) -> Principal:
+        return self.session.principal
+
+
+class EventKind(enum.Enum):
+    CONNECT = "connect"
+    AUTH_FAILURE = "auth_failure"
+    CLOSE = "close"
+    POLICY_RELOAD = "policy_reload"
+    KEYS_LOADED = "keys_loaded"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened outside any single message (connection life cycle, reloads)."""
+
+    kind: EventKind
+    server: str | None = None
+    session: SessionInfo | None = None
+    client_addr: str | None = None
+    code: int | None = None
+    reason: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
