@@ -86,7 +86,7 @@ _UPSTREAM_KEYS = {
     "transport", "type", "command", "args", "env", "cwd", "url", "headers", "connect_timeout",
     "terminate_grace",
 }
-_TOP_KEYS = {"server", "upstreams", "mcpServers"}
+_TOP_KEYS = {"server", "upstreams", "mcpServers", "auth"}
 
 
 def parse_server(raw: Mapping[str, Any], problems: ct.Problems) -> ServerSettings:

@@ -1,0 +1,69 @@
+"""A tiny scripted upstream speaking newline-delimited JSON-RPC on stdio (not an MCP SDK server).
+
+Used where a test needs the upstream to misbehave on cue. Any request is answered with
+``{"method": ..., "params": ...}``; special methods:
+
+* ``test/die``            exit(3) without answering
+* ``test/hang``           never answer
+* ``test/notify``         send ``notifications/message`` first, then answer
+* ``test/server_request`` send a ``sampling/createMessage`` request to the client, wait for
+                          its response and answer with it
+* ``test/garbage``        print a non-JSON line, then answer
+* ``test/unsolicited``    answer with an extra response for an id nobody asked for
+
+If ``RECORD`` is set, every received line is appended to that file, and the process
+environment (keys and values) is dumped to ``RECORD + ".env"`` at start.
+"""
+
+import json
+import os
+import sys
+
+
+def send(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def main():
+    record = os.environ.get("RECORD")
+    if record:
+        with open(record + ".env", "w") as fh:
+            json.dump(dict(os.environ), fh)
+    print("scripted upstream ready", file=sys.stderr, flush=True)
+    waiting_for = {}
+    for line in sys.stdin:
+        if record:
+            with open(record, "a") as fh:
+                fh.write(line)
+        msg = json.loads(line)
+        if "method" not in msg:
+            orig = waiting_for.pop(msg.get("id"), None)
+            if orig is not None:
+                send({"jsonrpc": "2.0", "id": orig, "result": {"clientAnswer": msg}})
+            continue
+        method, rid = msg["method"], msg.get("id")
+        if rid is None:
+            continue
+        if method == "test/die":
+            sys.exit(3)
+        if method == "test/hang":
+            continue
+        if method == "test/notify":
+            send({"jsonrpc": "2.0", "method": "notifications/message",
+                  "params": {"level": "info", "data": "hello"}})
+        if method == "test/server_request":
+            sid = f"srv-{rid}"
+            waiting_for[sid] = rid
+            send({"jsonrpc": "2.0", "id": sid, "method": "sampling/createMessage",
+                  "params": {"messages": [], "maxTokens": 5}})
+            continue
+        if method == "test/garbage":
+            sys.stdout.write("this is not json\n")
+        if method == "test/unsolicited":
+            send({"jsonrpc": "2.0", "id": "nobody-asked", "result": {}})
+        send({"jsonrpc": "2.0", "id": rid, "result": {"method": method, "params": msg.get("params")}})
+
+
+if __name__ == "__main__":
+    main()
