@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,12 +132,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# orjson turns integers beyond 64 bits into floats, silently altering them; a proxy must not
+# change numbers, so frames with a run of 19+ digits take the exact stdlib parser.
+_LONG_DIGITS = re.compile(rb"[0-9]{19,}")
+_LONG_DIGITS_STR = re.compile(r"[0-9]{19,}")
+
+
 def _loads(data: str | bytes) -> Any:
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    # orjson refuses integers beyond 64 bits, which JSON allows; fall back to the strict stdlib parser.
+    long_digits = _LONG_DIGITS.search(data) if isinstance(data, bytes) else _LONG_DIGITS_STR.search(data)
+    if long_digits is None:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(data, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
