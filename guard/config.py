@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guard import configtools as ct
+from guard.auth.settings import AuthSettings, parse_auth
 from guard.errors import ConfigError
 
 TransportKind = Literal["stdio", "websocket", "streamable-http"]
@@ -39,6 +40,26 @@ class ServerSettings:
     """Requests one connection may have awaiting an answer (error -31007 beyond)."""
     log_level: str = "info"
     """Logging level: debug, info, warning, error."""
+    max_connections: int = 10_000
+    """Open client connections guard-wide (HTTP 503 before upgrade beyond)."""
+    max_connections_per_principal: int = 64
+    """Open connections per authenticated subject (HTTP 429 before upgrade beyond)."""
+    rate_limit: float = 50.0
+    """Requests per second per principal, token bucket (error -31006 beyond); 0 disables."""
+    rate_burst: int = 100
+    """Token bucket size: requests a principal may send in a burst."""
+    idle_timeout: float = 600.0
+    """Close a session (1001) with no traffic and nothing in flight for this long; 0 disables."""
+    handshake_timeout: float = 10.0
+    """Seconds a new TCP connection has to complete its HTTP/WebSocket handshake (slowloris)."""
+    ping_interval: float = 20.0
+    """Seconds between WebSocket pings to the client; 0 disables keepalive."""
+    ping_timeout: float = 20.0
+    """Seconds to wait for a pong before closing the connection (1011)."""
+    drain_timeout: float = 20.0
+    """On SIGTERM, how long in-flight requests may take before sessions are closed (1001)."""
+    outbound_queue: int = 64
+    """Frames buffered toward one client; when full guard stops reading that client's upstream."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +86,13 @@ class UpstreamSettings:
     """Seconds to wait for the upstream to accept a connection / start."""
     terminate_grace: float = 3.0
     """stdio: seconds between SIGTERM and SIGKILL when a session ends."""
+    call_timeout: float = 120.0
+    """Seconds a request may wait for the upstream's answer (error -31005, and
+    ``notifications/cancelled`` upstream); 0 disables. ``subscriptions/listen`` is exempt."""
+    breaker_failures: int = 5
+    """Consecutive failures (connect errors, timeouts, deaths) that open the circuit; 0 disables."""
+    breaker_reset: float = 30.0
+    """Seconds the circuit stays open before one probe is let through."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +101,8 @@ class Settings:
 
     server: ServerSettings = field(default_factory=ServerSettings)
     upstreams: Mapping[str, UpstreamSettings] = field(default_factory=dict)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    """``[auth]``: client authentication (see :mod:`guard.auth.settings`)."""
     source: Path | None = None
     """The file this was loaded from (``None`` when built in code)."""
 
@@ -81,10 +111,14 @@ class Settings:
         return self.source.parent if self.source is not None else Path.cwd()
 
 
-_SERVER_KEYS = {"host", "port", "max_message_bytes", "per_message_deflate", "max_in_flight", "log_level"}
+_SERVER_KEYS = {
+    "host", "port", "max_message_bytes", "per_message_deflate", "max_in_flight", "log_level",
+    "max_connections", "max_connections_per_principal", "rate_limit", "rate_burst", "idle_timeout",
+    "handshake_timeout", "ping_interval", "ping_timeout", "drain_timeout", "outbound_queue",
+}
 _UPSTREAM_KEYS = {
     "transport", "type", "command", "args", "env", "cwd", "url", "headers", "connect_timeout",
-    "terminate_grace",
+    "terminate_grace", "call_timeout", "breaker_failures", "breaker_reset",
 }
 _TOP_KEYS = {"server", "upstreams", "mcpServers", "auth"}
 
@@ -105,6 +139,17 @@ def parse_server(raw: Mapping[str, Any], problems: ct.Problems) -> ServerSetting
         max_in_flight=ct.positive(raw, "max_in_flight", int, d.max_in_flight, path, problems),
         log_level=ct.choice(raw, "log_level", ("debug", "info", "warning", "error"), d.log_level, path,
                             problems),
+        max_connections=ct.positive(raw, "max_connections", int, d.max_connections, path, problems),
+        max_connections_per_principal=ct.positive(raw, "max_connections_per_principal", int,
+                                                  d.max_connections_per_principal, path, problems),
+        rate_limit=ct.positive(raw, "rate_limit", float, d.rate_limit, path, problems, allow_zero=True),
+        rate_burst=ct.positive(raw, "rate_burst", int, d.rate_burst, path, problems),
+        idle_timeout=ct.positive(raw, "idle_timeout", float, d.idle_timeout, path, problems, allow_zero=True),
+        handshake_timeout=ct.positive(raw, "handshake_timeout", float, d.handshake_timeout, path, problems),
+        ping_interval=ct.positive(raw, "ping_interval", float, d.ping_interval, path, problems, allow_zero=True),
+        ping_timeout=ct.positive(raw, "ping_timeout", float, d.ping_timeout, path, problems),
+        drain_timeout=ct.positive(raw, "drain_timeout", float, d.drain_timeout, path, problems, allow_zero=True),
+        outbound_queue=ct.positive(raw, "outbound_queue", int, d.outbound_queue, path, problems),
     )
 
 
@@ -168,6 +213,10 @@ def parse_upstream(name: str, raw: Any, problems: ct.Problems, section: str) -> 
         headers=ct.str_map(raw, "headers", path, problems),
         connect_timeout=ct.positive(raw, "connect_timeout", float, d.connect_timeout, path, problems),
         terminate_grace=ct.positive(raw, "terminate_grace", float, d.terminate_grace, path, problems),
+        call_timeout=ct.positive(raw, "call_timeout", float, d.call_timeout, path, problems, allow_zero=True),
+        breaker_failures=ct.positive(raw, "breaker_failures", int, d.breaker_failures, path, problems,
+                                     allow_zero=True),
+        breaker_reset=ct.positive(raw, "breaker_reset", float, d.breaker_reset, path, problems),
     )
 
 
@@ -187,9 +236,11 @@ def parse(raw: Mapping[str, Any], source: Path | None = None) -> Settings:
                 upstreams[upstream.name] = upstream
     if not upstreams and not problems:
         problems.add("upstreams", "declare at least one upstream ([upstreams.NAME] or [mcpServers.NAME])")
+    base_dir = source.parent if source is not None else Path.cwd()
+    auth = parse_auth(ct.table(raw, "auth", "", problems), problems, base_dir, upstreams=tuple(upstreams))
     if problems:
         raise ConfigError(problems.items)
-    return Settings(server=server, upstreams=upstreams, source=source)
+    return Settings(server=server, upstreams=upstreams, auth=auth, source=source)
 
 
 def load(path: str | Path) -> Settings:

@@ -20,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from guard import mcp
-from guard.context import CloseRequest, Direction, MessageContext, RequestRecord
+from guard.context import CloseRequest, Direction, MessageContext, RequestRecord, Verdict
 from guard.errors import InvalidRequest, ProtocolError, UpstreamClosed
-from guard.jsonrpc import ErrorCode, Kind, Message, error_response, parse, serialize
+from guard.jsonrpc import ErrorCode, Kind, Message, RequestId, error_response, id_key, notification, parse, serialize
+from guard.limits import CircuitBreaker, RateLimiter
 from guard.pipeline import Pipeline
 from guard.session import InFlightLimitExceeded, Session
 from guard.transports.base import Upstream
@@ -69,6 +71,20 @@ class _Close:
     reason: str
 
 
+@dataclass
+class RelayLimits:
+    """Per-session limits (see ``[server]`` and ``[upstreams.NAME]`` settings)."""
+
+    max_message_bytes: int = 1024 * 1024
+    outbound_queue: int = 64
+    call_timeout: float = 0.0
+    idle_timeout: float = 0.0
+    rate_limiter: RateLimiter | None = None
+    breaker: CircuitBreaker | None = None
+    principal_key: str = ""
+    exempt_from_timeout: frozenset[str] = field(default_factory=lambda: frozenset({mcp.SUBSCRIPTIONS_LISTEN}))
+
+
 class Relay:
     """Runs one session until either side ends it; returns the close code and reason."""
 
@@ -79,17 +95,30 @@ class Relay:
         pipeline: Pipeline,
         client: ClientConnection,
         upstream: Upstream,
-        max_message_bytes: int,
-        outbound_queue: int = 64,
+        limits: RelayLimits | None = None,
     ) -> None:
         self._session = session
         self._pipeline = pipeline
         self._client = client
         self._upstream = upstream
-        self._max_bytes = max_message_bytes
-        self._out: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=outbound_queue)
+        self._limits = limits or RelayLimits()
+        self._max_bytes = self._limits.max_message_bytes
+        self._out: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=self._limits.outbound_queue)
         self._closing: _Close | None = None
         self._upstream_dead = False
+        self._timers: dict[tuple[type, RequestId], asyncio.TimerHandle] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._last_activity = time.monotonic()
+        self.draining = False
+        """Set when guard shuts down: new requests get -31012, in-flight ones may finish."""
+
+    @property
+    def in_flight(self) -> int:
+        return self._session.client_in_flight
+
+    async def shutdown(self, code: int, reason: str) -> None:
+        """Close the client connection after what is already queued (graceful drain)."""
+        await self._close(code, reason)
 
     @property
     def info(self) -> Any:
@@ -100,20 +129,35 @@ class Relay:
         writer = asyncio.create_task(self._write_client(), name="to-client")
         reader = asyncio.create_task(self._read_client(), name="from-client")
         pump = asyncio.create_task(self._read_upstream(), name="from-upstream")
+        watchdog = asyncio.create_task(self._idle_watchdog(), name="idle")
         try:
             await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
             if self._closing is not None and not writer.done():
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(writer), 5.0)
         finally:
-            for task in (reader, pump, writer):
+            for handle in self._timers.values():
+                handle.cancel()
+            tasks = (reader, pump, writer, watchdog, *self._background)
+            for task in tasks:
                 task.cancel()
-            for task in (reader, pump, writer):
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         if self._closing is not None:
             return self._closing.code, self._closing.reason
         return CLOSE_NORMAL, "client closed"
+
+    async def _idle_watchdog(self) -> None:
+        idle = self._limits.idle_timeout
+        if idle <= 0:
+            return
+        while self._closing is None:
+            await asyncio.sleep(min(idle / 4, 5.0))
+            quiet = time.monotonic() - self._last_activity
+            if quiet >= idle and self._session.client_in_flight == 0:
+                await self._close(CLOSE_GOING_AWAY, "idle timeout")
+                return
 
     # Output -----------------------------------------------------------------------
 
@@ -151,6 +195,7 @@ class Relay:
             frame = await self._client.receive()
             if frame is None:
                 return
+            self._last_activity = time.monotonic()
             if isinstance(frame, bytes):
                 await self._close(CLOSE_UNSUPPORTED_DATA, "binary frames are not supported: send JSON-RPC text")
                 return
@@ -190,6 +235,9 @@ class Relay:
             await self._emit(error_response(request_id, exc.code, str(exc)))
             return
         ctx = MessageContext(self._session.info, Direction.CLIENT_TO_SERVER, message, method, target, record)
+        refusal = self._admit(method)
+        if refusal is not None:
+            ctx.verdict = refusal
         verdict = await self._pipeline.run(ctx)
         if verdict.rejected:
             self._session.close_client_request(request_id)
@@ -202,7 +250,52 @@ class Relay:
             await self._emit(error_response(request_id, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable"))
             return
         record.params = ctx.message.params
+        self._arm_timeout(request_id, method)
         await self._to_upstream(ctx.message)
+
+    def _admit(self, method: str) -> Verdict | None:
+        """Limits checked before any stage: drain, per-principal rate, circuit breaker."""
+        limits = self._limits
+        if self.draining:
+            return Verdict.reject(ErrorCode.SHUTTING_DOWN, "Server shutting down", {"reason": "shutting_down"},
+                                  stage="limits")
+        if limits.rate_limiter is not None and not limits.rate_limiter.allow(limits.principal_key):
+            return Verdict.reject(ErrorCode.RATE_LIMITED, "Rate limit exceeded", {"reason": "rate_limited"},
+                                  stage="limits")
+        if limits.breaker is not None and not limits.breaker.allow():
+            return Verdict.reject(ErrorCode.CIRCUIT_OPEN, "Upstream temporarily unavailable",
+                                  {"reason": "circuit_open"}, stage="limits")
+        return None
+
+    def _arm_timeout(self, request_id: RequestId, method: str) -> None:
+        timeout = self._limits.call_timeout
+        if timeout <= 0 or method in self._limits.exempt_from_timeout:
+            return
+        loop = asyncio.get_running_loop()
+        self._timers[id_key(request_id)] = loop.call_later(timeout, self._timed_out, request_id)
+
+    def _disarm_timeout(self, request_id: RequestId) -> None:
+        handle = self._timers.pop(id_key(request_id), None)
+        if handle is not None:
+            handle.cancel()
+
+    def _timed_out(self, request_id: RequestId) -> None:
+        self._timers.pop(id_key(request_id), None)
+        record = self._session.close_client_request(request_id)
+        if record is None:
+            return
+        if self._limits.breaker is not None:
+            self._limits.breaker.failure()
+        task = asyncio.create_task(self._answer_timeout(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _answer_timeout(self, record: RequestRecord) -> None:
+        """Tell the upstream to stop (MCP ``notifications/cancelled``) and answer the client."""
+        cancel = notification("notifications/cancelled",
+                              {"requestId": record.id, "reason": "guard: upstream call timed out"})
+        await self._to_upstream(cancel)
+        await self._answer_locally(record, ErrorCode.UPSTREAM_TIMEOUT, "Upstream timed out", "upstream_timeout")
 
     async def _client_notification(self, message: Message) -> None:
         method = message.method or ""
@@ -213,7 +306,9 @@ class Relay:
             await self._maybe_close(verdict.close)
             return
         if method == "notifications/cancelled":
-            self._session.cancel_client_request(message.params.get("requestId"))
+            cancelled = self._session.cancel_client_request(message.params.get("requestId"))
+            if cancelled is not None:
+                self._disarm_timeout(cancelled.id)
         await self._to_upstream(ctx.message)
 
     async def _client_response(self, message: Message) -> None:
@@ -244,6 +339,7 @@ class Relay:
             except UpstreamClosed as exc:
                 await self._upstream_gone(str(exc))
                 return
+            self._last_activity = time.monotonic()
             try:
                 message = parse(text)
             except ProtocolError as exc:
@@ -304,6 +400,9 @@ class Relay:
             log.warning("session %s: dropped an upstream response that answers no pending request",
                         self._session.info.id)
             return
+        self._disarm_timeout(record.id)
+        if self._limits.breaker is not None:
+            self._limits.breaker.success()
         ctx = MessageContext(self._session.info, Direction.SERVER_TO_CLIENT, message, record.method,
                              record.target, record)
         ctx.upstream_outcome = _outcome(message)
@@ -332,8 +431,11 @@ class Relay:
         if self._upstream_dead:
             return
         self._upstream_dead = True
+        if self._limits.breaker is not None and self._closing is None:
+            self._limits.breaker.failure()
         log.warning("session %s: upstream %s gone: %s", self._session.info.id, self._session.info.server, reason)
         for record in self._session.drain_client_requests():
+            self._disarm_timeout(record.id)
             await self._answer_locally(record, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable",
                                        "upstream_closed")
         self._session.drain_server_requests()

@@ -13,6 +13,7 @@ from typing import Any
 
 from guard.config import Settings
 from guard.context import ANONYMOUS, Principal
+from guard.limits import CircuitBreaker, ConnectionLimiter, RateLimiter
 from guard.pipeline import Pipeline, Stage
 
 log = logging.getLogger("guard.runtime")
@@ -28,6 +29,9 @@ class Runtime:
     closers: list[Any] = field(default_factory=list)
     starters: list[Any] = field(default_factory=list)
     authenticator: Any = None
+    rate_limiter: RateLimiter | None = None
+    connections: ConnectionLimiter = field(default_factory=lambda: ConnectionLimiter(10_000, 64))
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
     async def authenticate(self, server: str, headers: dict[str, str], query: str) -> Any:
         """The principal for a handshake, or an auth failure (see :mod:`guard.auth`)."""
@@ -52,4 +56,14 @@ class Runtime:
 def build_runtime(settings: Settings) -> Runtime:
     """Build stages in their fixed order from the configuration."""
     stages: list[Stage] = []
-    return Runtime(settings=settings, pipeline=Pipeline(stages))
+    server = settings.server
+    breakers = {
+        name: CircuitBreaker(up.breaker_failures, up.breaker_reset) for name, up in settings.upstreams.items()
+    }
+    return Runtime(
+        settings=settings,
+        pipeline=Pipeline(stages),
+        rate_limiter=RateLimiter(server.rate_limit, server.rate_burst) if server.rate_limit > 0 else None,
+        connections=ConnectionLimiter(server.max_connections, server.max_connections_per_principal),
+        breakers=breakers,
+    )

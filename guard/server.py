@@ -11,10 +11,12 @@ Endpoints:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,11 +29,12 @@ from starlette.websockets import WebSocket
 
 from guard.context import Event, EventKind, Principal, SessionInfo
 from guard.errors import UpstreamUnavailable
-from guard.relay import CLOSE_TRY_AGAIN_LATER, Relay, close_reason
+from guard.relay import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Relay, RelayLimits, close_reason
 from guard.runtime import Runtime
 from guard.session import Session
 from guard.transports.base import create_upstream
 from guard.transports.downstream import StarletteClient
+from guard.transports.handshake import protocol_with_deadline
 
 log = logging.getLogger("guard.server")
 
@@ -58,6 +61,23 @@ class GuardApp:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.active: set[Relay] = set()
+        self.draining = False
+
+    async def drain(self, deadline: float) -> None:
+        """Graceful shutdown: refuse new work, let in-flight requests finish, then close sessions (1001)."""
+        self.draining = True
+        for relay in list(self.active):
+            relay.draining = True
+        end = time.monotonic() + deadline
+        while time.monotonic() < end and any(relay.in_flight for relay in self.active):
+            await asyncio.sleep(0.05)
+        left = list(self.active)
+        for relay in left:
+            await relay.shutdown(CLOSE_GOING_AWAY, "server shutting down")
+        end = time.monotonic() + 5.0
+        while self.active and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        log.info("drained: %d session(s) closed", len(left))
 
     async def mcp_endpoint(self, websocket: WebSocket) -> None:
         runtime = self.runtime
@@ -67,6 +87,9 @@ class GuardApp:
         upstream_settings = settings.upstreams.get(name)
         if upstream_settings is None:
             await _deny(websocket, 404, f"no upstream named {name!r}")
+            return
+        if self.draining:
+            await _deny(websocket, 503, "server shutting down", {"Retry-After": "5"})
             return
         offered = websocket.scope.get("subprotocols") or []
         if SUBPROTOCOL not in offered:
@@ -80,12 +103,36 @@ class GuardApp:
                                               code=outcome.status, reason=outcome.reason))
             await _deny(websocket, outcome.status, _failure_text(outcome.status), dict(outcome.headers))
             return
-        info = SessionInfo(id=secrets.token_urlsafe(16), server=name, client_addr=addr, principal=outcome)
+        key = principal_key(outcome, websocket)
+        refused = runtime.connections.acquire(key)
+        if refused is not None:
+            status = 503 if refused == "too_many_connections" else 429
+            await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
+                                              code=status, reason=refused))
+            await _deny(websocket, status, refused.replace("_", " "), {"Retry-After": "5"})
+            return
+        try:
+            await self._serve_session(websocket, name, addr, outcome, key)
+        finally:
+            runtime.connections.release(key)
+
+    async def _serve_session(self, websocket: WebSocket, name: str, addr: str, principal: Principal,
+                             key: str) -> None:
+        runtime = self.runtime
+        settings = runtime.settings
+        upstream_settings = settings.upstreams[name]
+        breaker = runtime.breakers.get(name)
+        if breaker is not None and not breaker.allow():
+            await _deny(websocket, 503, "upstream temporarily unavailable (circuit open)", {"Retry-After": "5"})
+            return
+        info = SessionInfo(id=secrets.token_urlsafe(16), server=name, client_addr=addr, principal=principal)
         upstream = create_upstream(upstream_settings, info.id, settings.server.max_message_bytes)
         await websocket.accept(subprotocol=SUBPROTOCOL)
         try:
             await upstream.start()
         except UpstreamUnavailable as exc:
+            if breaker is not None:
+                breaker.failure()
             log.warning("session %s: upstream %s unavailable: %s", info.id, name, exc)
             await websocket.close(CLOSE_TRY_AGAIN_LATER, close_reason(f"upstream unavailable: {exc}"))
             await runtime.pipeline.emit(Event(EventKind.CLOSE, server=name, session=info, client_addr=addr,
@@ -93,13 +140,23 @@ class GuardApp:
             await upstream.aclose()
             return
         await runtime.pipeline.emit(Event(EventKind.CONNECT, server=name, session=info, client_addr=addr))
+        server = settings.server
         relay = Relay(
-            session=Session(info, settings.server.max_in_flight),
+            session=Session(info, server.max_in_flight),
             pipeline=runtime.pipeline,
             client=StarletteClient(websocket),
             upstream=upstream,
-            max_message_bytes=settings.server.max_message_bytes,
+            limits=RelayLimits(
+                max_message_bytes=server.max_message_bytes,
+                outbound_queue=server.outbound_queue,
+                call_timeout=upstream_settings.call_timeout,
+                idle_timeout=server.idle_timeout,
+                rate_limiter=runtime.rate_limiter,
+                breaker=breaker,
+                principal_key=key,
+            ),
         )
+        relay.draining = self.draining
         self.active.add(relay)
         code, reason = 1000, "closed"
         try:
@@ -115,6 +172,14 @@ class GuardApp:
 
     async def readyz(self, request: Request) -> Response:
         return JSONResponse({"status": "ready", "upstreams": sorted(self.runtime.settings.upstreams)})
+
+
+def principal_key(principal: Principal, websocket: WebSocket) -> str:
+    """What rate limits and connection caps count by: the subject, or the client host if anonymous."""
+    if principal.anonymous:
+        host = websocket.client.host if websocket.client is not None else "unknown"
+        return f"anonymous@{host}"
+    return f"{principal.issuer or ''}|{principal.subject}"
 
 
 def _failure_text(status: int) -> str:
@@ -153,8 +218,9 @@ def uvicorn_config(app: Any, runtime: Runtime, **overrides: Any) -> uvicorn.Conf
         "ws": "websockets-sansio",
         "ws_max_size": s.max_message_bytes,
         "ws_per_message_deflate": s.per_message_deflate,
-        "ws_ping_interval": 20.0,
-        "ws_ping_timeout": 20.0,
+        "http": protocol_with_deadline(s.handshake_timeout),
+        "ws_ping_interval": s.ping_interval or None,
+        "ws_ping_timeout": s.ping_timeout,
         "log_config": None,
         "lifespan": "on",
         "server_header": False,
@@ -163,8 +229,27 @@ def uvicorn_config(app: Any, runtime: Runtime, **overrides: Any) -> uvicorn.Conf
     return uvicorn.Config(app, **options)
 
 
+class GuardServer(uvicorn.Server):
+    """uvicorn's server with guard's graceful drain on SIGTERM/SIGINT.
+
+    Order: stop accepting, let in-flight requests finish (up to ``drain_timeout``), close
+    remaining sessions with 1001, then uvicorn's own shutdown and the lifespan shutdown,
+    which flushes audit. The process then exits 0.
+    """
+
+    def __init__(self, config: uvicorn.Config, guard_app: GuardApp) -> None:
+        super().__init__(config)
+        self.guard_app = guard_app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for server in self.servers:
+            server.close()
+        await self.guard_app.drain(self.guard_app.runtime.settings.server.drain_timeout)
+        await super().shutdown(sockets)
+
+
 def serve(runtime: Runtime, sockets: list[socket.socket] | None = None) -> None:
-    """Run guard in the foreground until SIGINT/SIGTERM."""
+    """Run guard in the foreground until SIGINT/SIGTERM (graceful drain, exit 0)."""
     app = build_app(runtime)
-    server = uvicorn.Server(uvicorn_config(app, runtime))
+    server = GuardServer(uvicorn_config(app, runtime), app.state.guard)
     server.run(sockets=sockets)

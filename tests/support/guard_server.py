@@ -8,11 +8,9 @@ import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn
-
 from guard.config import Settings, parse
 from guard.runtime import Runtime, build_runtime
-from guard.server import build_app, uvicorn_config
+from guard.server import GuardServer, build_app, uvicorn_config
 
 
 def free_socket() -> socket.socket:
@@ -34,7 +32,7 @@ async def running_runtime(runtime: Runtime, **overrides: Any) -> AsyncIterator[s
     port = sock.getsockname()[1]
     app = build_app(runtime)
     config = uvicorn_config(app, runtime, host="127.0.0.1", port=port, **overrides)
-    server = uvicorn.Server(config)
+    server = GuardServer(config, app.state.guard)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
