@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import secrets
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator
@@ -32,6 +34,7 @@ from guard.errors import UpstreamUnavailable
 from guard.relay import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Relay, RelayLimits, close_reason
 from guard.runtime import Runtime
 from guard.session import Session
+from guard.tls import TLSWebSocketProtocol, client_cert_subject, server_ssl_context
 from guard.transports.base import create_upstream
 from guard.transports.downstream import StarletteClient
 from guard.transports.handshake import protocol_with_deadline
@@ -103,6 +106,9 @@ class GuardApp:
                                               code=outcome.status, reason=outcome.reason))
             await _deny(websocket, outcome.status, _failure_text(outcome.status), dict(outcome.headers))
             return
+        cert_subject = client_cert_subject(websocket.scope)  # verified in the TLS handshake (mTLS)
+        if cert_subject is not None:
+            outcome = dataclasses.replace(outcome, client_cert_subject=cert_subject)
         key = principal_key(outcome, websocket)
         refused = runtime.connections.acquire(key)
         if refused is not None:
@@ -215,7 +221,7 @@ def uvicorn_config(app: Any, runtime: Runtime, **overrides: Any) -> uvicorn.Conf
     options: dict[str, Any] = {
         "host": s.host,
         "port": s.port,
-        "ws": "websockets-sansio",
+        "ws": TLSWebSocketProtocol,  # websockets-sansio + the ASGI TLS extension (client certificate)
         "ws_max_size": s.max_message_bytes,
         "ws_per_message_deflate": s.per_message_deflate,
         "http": protocol_with_deadline(s.handshake_timeout),
@@ -225,6 +231,9 @@ def uvicorn_config(app: Any, runtime: Runtime, **overrides: Any) -> uvicorn.Conf
         "lifespan": "on",
         "server_header": False,
     }
+    tls = runtime.settings.tls
+    if tls.enabled:
+        options["ssl_context_factory"] = lambda _config, _default: server_ssl_context(tls)
     options.update(overrides)
     return uvicorn.Config(app, **options)
 
@@ -240,6 +249,13 @@ class GuardServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, guard_app: GuardApp) -> None:
         super().__init__(config)
         self.guard_app = guard_app
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            # uvicorn re-raises captured signals after shutdown (exit status -15); a completed
+            # drain on SIGTERM is a clean exit, status 0, as process supervisors expect.
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         for server in self.servers:

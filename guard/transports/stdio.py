@@ -23,7 +23,9 @@ from guard.jsonrpc import Message
 log = logging.getLogger("guard.upstream.stdio")
 
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT", "USER", "LOGNAME")
-_MIN_LINE_LIMIT = 32 * 1024 * 1024
+_READ_WINDOW = 64 * 1024
+"""StreamReader limit: it pauses the pipe at twice this, so a slow client holds at most ~128 KiB here."""
+_MIN_MESSAGE_LIMIT = 16 * 1024 * 1024
 
 
 def child_environment(configured: dict[str, str] | None = None) -> dict[str, str]:
@@ -39,7 +41,7 @@ class StdioUpstream:
     def __init__(self, settings: UpstreamSettings, session_id: str, max_message_bytes: int) -> None:
         self._settings = settings
         self._session_id = session_id
-        self._limit = max(_MIN_LINE_LIMIT, max_message_bytes * 4)
+        self._max_message = max(_MIN_MESSAGE_LIMIT, max_message_bytes * 4)
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
@@ -61,7 +63,7 @@ class StdioUpstream:
                 stderr=asyncio.subprocess.PIPE,
                 env=child_environment(dict(s.env)),
                 cwd=s.cwd,
-                limit=self._limit,
+                limit=_READ_WINDOW,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -97,10 +99,7 @@ class StdioUpstream:
         if proc is None or proc.stdout is None:
             raise UpstreamClosed("upstream not started")
         while True:
-            try:
-                line = await proc.stdout.readline()
-            except (ValueError, asyncio.LimitOverrunError) as exc:
-                raise UpstreamClosed("upstream sent a message over the size limit") from exc
+            line = await self._readline(proc.stdout)
             if not line:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(proc.wait(), 1.0)
@@ -108,6 +107,24 @@ class StdioUpstream:
             text = line.decode("utf-8", "replace").strip()
             if text:
                 return text
+
+    async def _readline(self, stream: asyncio.StreamReader) -> bytes:
+        """One line of any length up to the message limit, without a buffer as big as the line."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunks.append(await stream.readuntil(b"\n"))
+                return b"".join(chunks)
+            except asyncio.IncompleteReadError as exc:  # EOF
+                chunks.append(exc.partial)
+                return b"".join(chunks)
+            except asyncio.LimitOverrunError as exc:
+                chunk = await stream.readexactly(exc.consumed)
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > self._max_message:
+                    raise UpstreamClosed("upstream sent a message over the size limit") from exc
 
     def _exit_reason(self) -> str:
         proc = self._proc

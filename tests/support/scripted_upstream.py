@@ -10,6 +10,8 @@ Used where a test needs the upstream to misbehave on cue. Any request is answere
                           its response and answer with it
 * ``test/garbage``        print a non-JSON line, then answer
 * ``test/unsolicited``    answer with an extra response for an id nobody asked for
+* ``test/slow``           sleep ``params.seconds`` then answer
+* ``test/flood``          send ``params.count`` notifications of ``params.size`` bytes, then answer
 
 If ``RECORD`` is set, every received line is appended to that file, and the process
 environment (keys and values) is dumped to ``RECORD + ".env"`` at start.
@@ -18,6 +20,7 @@ environment (keys and values) is dumped to ``RECORD + ".env"`` at start.
 import json
 import os
 import sys
+import time
 
 
 def send(obj):
@@ -30,6 +33,8 @@ def main():
     if record:
         with open(record + ".env", "w") as fh:
             json.dump(dict(os.environ), fh)
+        with open(record + ".pid", "w") as fh:
+            fh.write(str(os.getpid()))
     print("scripted upstream ready", file=sys.stderr, flush=True)
     waiting_for = {}
     for line in sys.stdin:
@@ -58,6 +63,14 @@ def main():
             send({"jsonrpc": "2.0", "id": sid, "method": "sampling/createMessage",
                   "params": {"messages": [], "maxTokens": 5}})
             continue
+        if method == "test/slow":
+            time.sleep(float((msg.get("params") or {}).get("seconds", 1)))
+        if method == "test/flood":
+            p = msg.get("params") or {}
+            blob = "x" * int(p.get("size", 10000))
+            for i in range(int(p.get("count", 100))):
+                send({"jsonrpc": "2.0", "method": "notifications/message",
+                      "params": {"level": "info", "data": {"i": i, "blob": blob}}})
         if method == "test/garbage":
             sys.stdout.write("this is not json\n")
         if method == "test/unsolicited":
