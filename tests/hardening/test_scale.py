@@ -81,6 +81,6 @@ async def test_thousand_sessions_every_request_answered_once(tmp_path: Path) -> 
                 proc.terminate()
                 try:
                     await asyncio.wait_for(proc.wait(), 20)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     proc.kill()
                     await proc.wait()

@@ -14,8 +14,9 @@ async def handler(ws):
     async for frame in ws:
         msg = json.loads(frame)
         if "id" in msg and "method" in msg:
+            text = json.dumps(msg.get("params"))
             await ws.send(json.dumps({"jsonrpc": "2.0", "id": msg["id"],
-                                      "result": {"content": [{"type": "text", "text": json.dumps(msg.get("params"))}]}}))
+                                      "result": {"content": [{"type": "text", "text": text}]}}))
 
 
 async def main(port):
