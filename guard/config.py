@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from guard import configtools as ct
+from guard.audit.settings import AuditSettings, parse_audit
 from guard.auth.settings import AuthSettings, parse_auth
 from guard.errors import ConfigError
+from guard.pii.settings import PIISettings, parse_pii
+from guard.policy.settings import PolicySettings, parse_policy
+from guard.tls import TLSSettings, parse_tls, parse_upstream_tls
 
 TransportKind = Literal["stdio", "websocket", "streamable-http"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -93,6 +97,14 @@ class UpstreamSettings:
     """Consecutive failures (connect errors, timeouts, deaths) that open the circuit; 0 disables."""
     breaker_reset: float = 30.0
     """Seconds the circuit stays open before one probe is let through."""
+    tls_ca: str | None = None
+    """wss:// / https://: PEM CA bundle that replaces the system trust store for this upstream."""
+    tls_client_cert: str | None = None
+    """wss:// / https://: PEM client certificate for upstream mTLS (may also hold the key)."""
+    tls_client_key: str | None = None
+    """wss:// / https://: PEM private key of ``tls_client_cert``."""
+    tls_verify: bool = True
+    """wss:// / https://: verify the upstream's certificate and host name. ``false`` is for labs only."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +115,14 @@ class Settings:
     upstreams: Mapping[str, UpstreamSettings] = field(default_factory=dict)
     auth: AuthSettings = field(default_factory=AuthSettings)
     """``[auth]``: client authentication (see :mod:`guard.auth.settings`)."""
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    """``[policy]``: Casbin authorization (see :mod:`guard.policy.settings`)."""
+    tls: TLSSettings = field(default_factory=TLSSettings)
+    """``[tls]``: TLS / mTLS on the listening socket (see :mod:`guard.tls`)."""
+    pii: PIISettings = field(default_factory=PIISettings)
+    """``[pii]``: PII protection (see :mod:`guard.pii.settings`)."""
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    """``[audit]``: tamper-evident audit log (see :mod:`guard.audit.settings`)."""
     source: Path | None = None
     """The file this was loaded from (``None`` when built in code)."""
 
@@ -119,8 +139,9 @@ _SERVER_KEYS = {
 _UPSTREAM_KEYS = {
     "transport", "type", "command", "args", "env", "cwd", "url", "headers", "connect_timeout",
     "terminate_grace", "call_timeout", "breaker_failures", "breaker_reset",
+    "tls_ca", "tls_client_cert", "tls_client_key", "tls_verify",
 }
-_TOP_KEYS = {"server", "upstreams", "mcpServers", "auth"}
+_TOP_KEYS = {"server", "upstreams", "mcpServers", "auth", "policy", "tls", "pii", "audit"}
 
 
 def parse_server(raw: Mapping[str, Any], problems: ct.Problems) -> ServerSettings:
@@ -176,7 +197,8 @@ def _infer_transport(raw: Mapping[str, Any], path: str, problems: ct.Problems) -
     return None
 
 
-def parse_upstream(name: str, raw: Any, problems: ct.Problems, section: str) -> UpstreamSettings | None:
+def parse_upstream(name: str, raw: Any, problems: ct.Problems, section: str,
+                   base_dir: Path | None = None) -> UpstreamSettings | None:
     path = f"{section}.{name}"
     if not isinstance(raw, Mapping):
         problems.add(path, "must be a table")
@@ -202,6 +224,7 @@ def parse_upstream(name: str, raw: Any, problems: ct.Problems, section: str) -> 
         elif transport == "streamable-http" and not url.startswith(("http://", "https://")):
             problems.add(f"{path}.url", "a streamable-http upstream url must start with http:// or https://")
     cwd = ct.get(raw, "cwd", str, "", path, problems) or None
+    tls = parse_upstream_tls(raw, path, problems, base_dir or Path.cwd(), url)
     return UpstreamSettings(
         name=name,
         transport=transport,
@@ -217,6 +240,10 @@ def parse_upstream(name: str, raw: Any, problems: ct.Problems, section: str) -> 
         breaker_failures=ct.positive(raw, "breaker_failures", int, d.breaker_failures, path, problems,
                                      allow_zero=True),
         breaker_reset=ct.positive(raw, "breaker_reset", float, d.breaker_reset, path, problems),
+        tls_ca=tls.ca,
+        tls_client_cert=tls.client_cert,
+        tls_client_key=tls.client_key,
+        tls_verify=tls.verify,
     )
 
 
@@ -231,16 +258,23 @@ def parse(raw: Mapping[str, Any], source: Path | None = None) -> Settings:
             if name in upstreams:
                 problems.add(f"{section}.{name}", "upstream declared twice")
                 continue
-            upstream = parse_upstream(str(name), body, problems, section)
+            upstream = parse_upstream(str(name), body, problems, section,
+                                      source.parent if source is not None else None)
             if upstream is not None:
                 upstreams[upstream.name] = upstream
     if not upstreams and not problems:
         problems.add("upstreams", "declare at least one upstream ([upstreams.NAME] or [mcpServers.NAME])")
     base_dir = source.parent if source is not None else Path.cwd()
     auth = parse_auth(ct.table(raw, "auth", "", problems), problems, base_dir, upstreams=tuple(upstreams))
+    policy = parse_policy(ct.table(raw, "policy", "", problems), problems, base_dir, present="policy" in raw)
+    tls = parse_tls(ct.table(raw, "tls", "", problems), problems, base_dir)
+    pii = parse_pii(ct.table(raw, "pii", "", problems), problems, base_dir, upstreams=tuple(upstreams),
+                    present="pii" in raw)
+    audit = parse_audit(ct.table(raw, "audit", "", problems), problems, base_dir, present="audit" in raw)
     if problems:
         raise ConfigError(problems.items)
-    return Settings(server=server, upstreams=upstreams, auth=auth, source=source)
+    return Settings(server=server, upstreams=upstreams, auth=auth, policy=policy, tls=tls, pii=pii,
+                    audit=audit, source=source)
 
 
 def load(path: str | Path) -> Settings:

@@ -10,6 +10,8 @@ import logging
 import sys
 import time
 
+from guard.auth.logfilter import CredentialRedactingFilter
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and exception type)."""
@@ -31,6 +33,7 @@ def configure(level: str = "info") -> None:
     """Route guard's (and uvicorn's) logs through the JSON formatter on stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(CredentialRedactingFilter())  # uvicorn logs handshake headers at debug level
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

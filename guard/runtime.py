@@ -11,10 +11,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+from guard.auth import Authenticator, AuthFailure
 from guard.config import Settings
-from guard.context import ANONYMOUS, Principal
+from guard.context import Principal
 from guard.limits import CircuitBreaker, ConnectionLimiter, RateLimiter
+from guard.metrics import Metrics, MetricsStage, metrics_endpoint
 from guard.pipeline import Pipeline, Stage
+from guard.pipeline.authenticate import AuthenticateStage
+from guard.pipeline.authorize import AuthorizeStage
+from guard.pipeline.pii import build_pii_stage
+from guard.policy.store import PolicyStore
 
 log = logging.getLogger("guard.runtime")
 
@@ -28,17 +34,21 @@ class Runtime:
     routes: list[Any] = field(default_factory=list)
     closers: list[Any] = field(default_factory=list)
     starters: list[Any] = field(default_factory=list)
-    authenticator: Any = None
+    authenticator: Authenticator | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    authorize: AuthorizeStage | None = None
+    readiness: list[Any] = field(default_factory=list)
+    """Callables returning ``(name, ok, detail)`` for ``/readyz``."""
     rate_limiter: RateLimiter | None = None
     connections: ConnectionLimiter = field(default_factory=lambda: ConnectionLimiter(10_000, 64))
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
-    async def authenticate(self, server: str, headers: dict[str, str], query: str) -> Any:
-        """The principal for a handshake, or an auth failure (see :mod:`guard.auth`)."""
+    async def authenticate(self, server: str, headers: dict[str, str], query: str,
+                           base_url: str | None = None) -> Principal | AuthFailure:
+        """The principal for a handshake, or an auth failure (see :mod:`guard.auth`). Fails closed."""
         if self.authenticator is None:
-            return ANONYMOUS
-        result: Principal | Any = await self.authenticator.authenticate(server, headers, query=query)
-        return result
+            return AuthFailure(status=503, reason="authentication_not_configured", headers={})
+        return await self.authenticator.authenticate(server, headers, query=query, base_url=base_url)
 
     async def start(self) -> None:
         for starter in self.starters:
@@ -54,16 +64,69 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    """Build stages in their fixed order from the configuration."""
-    stages: list[Stage] = []
+    """Build every stage in its fixed order from the configuration.
+
+    Raises :class:`~guard.errors.ConfigError` when a referenced file (keys, policy) is
+    missing or invalid: guard refuses to start rather than run without a security stage
+    it was configured to have.
+    """
     server = settings.server
-    breakers = {
-        name: CircuitBreaker(up.breaker_failures, up.breaker_reset) for name, up in settings.upstreams.items()
-    }
-    return Runtime(
+    metrics = Metrics()
+    metrics.declare_servers(settings.upstreams)
+    stages: list[Stage] = [AuthenticateStage.from_settings(settings.auth)]
+    authorize: AuthorizeStage | None = None
+    if settings.policy.enabled:
+        authorize = AuthorizeStage.from_settings(settings.policy)
+        stages.append(authorize)
+    else:
+        log.warning("no [policy] configured: authorization is OFF, every authenticated call is allowed")
+    pii = build_pii_stage(settings, reveal_check=_reveal_check(authorize))
+    if pii is not None:
+        stages.append(pii)
+    stages.append(MetricsStage(metrics))
+    pipeline = Pipeline(stages)
+
+    def breaker(name: str, failures: int, reset: float) -> CircuitBreaker:
+        return CircuitBreaker(failures, reset, on_change=lambda state: metrics.breaker_state(name, state))
+
+    authenticator = Authenticator(settings.auth)
+    runtime = Runtime(
         settings=settings,
-        pipeline=Pipeline(stages),
+        pipeline=pipeline,
+        authenticator=authenticator,
+        metrics=metrics,
+        authorize=authorize,
         rate_limiter=RateLimiter(server.rate_limit, server.rate_burst) if server.rate_limit > 0 else None,
         connections=ConnectionLimiter(server.max_connections, server.max_connections_per_principal),
-        breakers=breakers,
+        breakers={name: breaker(name, up.breaker_failures, up.breaker_reset)
+                  for name, up in settings.upstreams.items()},
     )
+    runtime.routes += authenticator.routes()
+    runtime.routes.append(metrics_endpoint(metrics))
+    runtime.closers.append(authenticator.aclose)
+    for name in settings.auth.anonymous_servers:
+        log.warning("upstream %s accepts ANONYMOUS clients ([auth] anonymous_servers)", name)
+    if authorize is not None and authorize.store is not None:
+        authorize.store.on_event = pipeline.emit
+        runtime.starters.append(authorize.start)
+        runtime.readiness.append(_policy_ready(authorize.store))
+    return runtime
+
+
+def _reveal_check(authorize: AuthorizeStage | None) -> Any:
+    """``pii/reveal`` decisions come from the Casbin policy; without a policy nothing is revealed."""
+    if authorize is None:
+        return lambda principal, server, tool, entity: False
+    authorizer = authorize.authorizer
+
+    def check(principal: Principal, server: str, tool: str, entity: str) -> bool:
+        return authorizer.check(principal, server, "pii/reveal", f"{tool}/{entity}").allowed
+
+    return check
+
+
+def _policy_ready(store: PolicyStore) -> Any:
+    def check() -> tuple[str, bool, str]:
+        error = store.status().get("last_error")
+        return "policy", store.snapshot is not None, f"last reload error: {error}" if error else "loaded"
+    return check

@@ -15,12 +15,15 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import secrets
+import shutil
 import signal
 import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
@@ -29,6 +32,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from guard.config import UpstreamSettings
 from guard.context import Event, EventKind, Principal, SessionInfo
 from guard.errors import UpstreamUnavailable
 from guard.relay import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Relay, RelayLimits, close_reason
@@ -100,7 +104,7 @@ class GuardApp:
             return
         headers = {k.lower(): v for k, v in websocket.headers.items()}
         query = websocket.scope.get("query_string", b"").decode("latin-1")
-        outcome = await runtime.authenticate(name, headers, query)
+        outcome = await runtime.authenticate(name, headers, query, base_url=str(websocket.base_url))
         if not isinstance(outcome, Principal):
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
                                               code=outcome.status, reason=outcome.reason))
@@ -177,7 +181,35 @@ class GuardApp:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        return JSONResponse({"status": "ready", "upstreams": sorted(self.runtime.settings.upstreams)})
+        """Readiness: every configured check (policy, keys, audit) and every upstream as configured."""
+        checks: dict[str, dict[str, Any]] = {}
+        for check in self.runtime.readiness:
+            name, ok, detail = check()
+            checks[name] = {"ok": ok, "detail": detail}
+        results = await asyncio.gather(*(upstream_reachable(up) for up in self.runtime.settings.upstreams.values()))
+        for up_name, (ok, detail) in zip(self.runtime.settings.upstreams, results, strict=True):
+            checks[f"upstream:{up_name}"] = {"ok": ok, "detail": detail}
+        ready = all(c["ok"] for c in checks.values()) and not self.draining
+        return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+
+async def upstream_reachable(settings: UpstreamSettings) -> tuple[bool, str]:
+    """stdio: the command resolves to an executable; network upstreams: a TCP connection opens."""
+    if settings.transport == "stdio":
+        command = settings.command or ""
+        found = shutil.which(command) if os.sep not in command else (command if os.access(command, os.X_OK) else None)
+        return (found is not None, "command found" if found else f"command not found: {command}")
+    parts = urlsplit(settings.url or "")
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), 2.0)
+    except (OSError, TimeoutError) as exc:
+        return False, f"cannot connect: {type(exc).__name__}"
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()
+    return True, "reachable"
 
 
 def principal_key(principal: Principal, websocket: WebSocket) -> str:

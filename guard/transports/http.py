@@ -33,6 +33,7 @@ from guard import mcp
 from guard.config import UpstreamSettings
 from guard.errors import UpstreamClosed, UpstreamUnavailable
 from guard.jsonrpc import ErrorCode, Kind, Message, error_response, serialize
+from guard.tls import ssl_context_for
 from guard.transports.sse import iter_events
 
 log = logging.getLogger("guard.upstream.http")
@@ -84,7 +85,10 @@ class StreamableHttpUpstream:
         self._settings = settings
         self._url: str = settings.url
         self._incoming: asyncio.Queue[str | UpstreamClosed] = asyncio.Queue(maxsize=queue_size)
+        # https:// with tls_* keys: custom CA / client certificate; None keeps httpx's default trust.
+        self._tls = ssl_context_for(settings)
         self._client = httpx.AsyncClient(
+            verify=self._tls if self._tls is not None else True,
             timeout=httpx.Timeout(settings.connect_timeout, read=None),
             headers=dict(settings.headers),
             follow_redirects=False,
@@ -101,7 +105,7 @@ class StreamableHttpUpstream:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             _, writer = await asyncio.wait_for(
-                asyncio.open_connection(parts.hostname, port), self._settings.connect_timeout
+                asyncio.open_connection(parts.hostname, port, ssl=self._tls), self._settings.connect_timeout
             )
         except (OSError, TimeoutError) as exc:
             raise UpstreamUnavailable(f"cannot reach {self._settings.name}: {type(exc).__name__}") from exc

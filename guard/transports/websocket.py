@@ -8,6 +8,7 @@ sent: nothing from the client's handshake.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -15,6 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from guard.config import UpstreamSettings
 from guard.errors import UpstreamClosed, UpstreamUnavailable
 from guard.jsonrpc import Message
+from guard.tls import ssl_context_for
 
 
 class WebSocketUpstream:
@@ -29,9 +31,12 @@ class WebSocketUpstream:
         s = self._settings
         if s.url is None:
             raise UpstreamUnavailable("no url configured")
+        tls = ssl_context_for(s)  # wss:// with tls_* keys: custom CA / client certificate
+        tls_option: dict[str, Any] = {"ssl": tls} if tls is not None else {}
         try:
             self._ws = await connect(
                 s.url,
+                **tls_option,
                 subprotocols=["mcp"],  # type: ignore[list-item]
                 additional_headers=dict(s.headers),
                 open_timeout=s.connect_timeout,

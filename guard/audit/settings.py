@@ -1,0 +1,109 @@
+"""``[audit]`` configuration: where the tamper-evident log goes and how it behaves.
+
+Parsed by :func:`parse_audit`, which collects every problem (never ``assert``). A
+configuration without an ``[audit]`` section gets ``AuditSettings()`` (audit off);
+once the section exists audit is on unless ``enabled = false``, and a signing key is
+required: an audit log whose checkpoints nobody can verify would not be tamper-evident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from guard import configtools as ct
+
+FsyncPolicy = Literal["off", "denials", "always"]
+FailurePolicy = Literal["close", "open"]
+
+_KEYS = {
+    "enabled", "path", "signing_key", "checkpoint_path", "checkpoint_every", "checkpoint_interval",
+    "rotate_bytes", "rotate_interval", "fsync", "queue_size", "on_failure", "retry_interval",
+}
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """``[audit]``: the tamper-evident audit log."""
+
+    enabled: bool = False
+    """Record audit events. Off when the section is absent; on by default once ``[audit]`` exists."""
+    path: Path = Path("audit/guard-audit.jsonl")
+    """Active JSON Lines file (relative to the config file). Rotated files sit beside it."""
+    signing_key: Path | None = None
+    """Ed25519 private key (PKCS#8 PEM) signing checkpoints; required when enabled.
+    Generate one with ``guard audit keygen --out PATH``."""
+    checkpoint_path: Path | None = None
+    """Optional second location for signed checkpoints (ideally other storage), so that
+    truncating the log back past a checkpoint is detectable."""
+    checkpoint_every: int = 1000
+    """Sign a checkpoint after this many records ..."""
+    checkpoint_interval: float = 60.0
+    """... or after this many seconds with uncovered records, whichever comes first."""
+    rotate_bytes: int = 100 * 1024 * 1024
+    """Rotate the active file once it reaches this size (0: never by size)."""
+    rotate_interval: float = 86400.0
+    """Rotate the active file once it is this many seconds old (0: never by time)."""
+    fsync: FsyncPolicy = "denials"
+    """``off``: flush to the OS only; ``denials``: also fsync batches holding a rejection's
+    record before the rejection is sent; ``always``: fsync every batch."""
+    queue_size: int = 10_000
+    """Records waiting for the writer (producers wait when full), and records held in memory
+    while the sink is failing."""
+    on_failure: FailurePolicy = "close"
+    """``close``: while the sink fails every message is rejected with -31008; ``open``:
+    messages flow, records are held in memory (bounded) and counted as lost beyond that."""
+    retry_interval: float = 1.0
+    """Seconds between attempts to reopen a failed sink."""
+
+
+def parse_audit(raw: Mapping[str, Any], problems: ct.Problems, base_dir: Path,
+                present: bool = True) -> AuditSettings:
+    """Build :class:`AuditSettings` from the ``[audit]`` table, collecting every problem.
+
+    ``present`` tells whether the section exists: without it audit is off by default.
+    """
+    from guard.crypto.signing import KeyFileError, load_signing_key
+
+    path = "audit"
+    ct.unknown_keys(raw, _KEYS, path, problems)
+    d = AuditSettings()
+    enabled = ct.get(raw, "enabled", bool, present, path, problems)
+    log_path = ct.resolve_path(base_dir, ct.expand(ct.get(raw, "path", str, str(d.path), path, problems),
+                                                   "audit.path", problems))
+    key_text = ct.get(raw, "signing_key", str, "", path, problems)
+    signing_key = ct.resolve_path(base_dir, ct.expand(key_text, "audit.signing_key", problems)) if key_text else None
+    cp_text = ct.get(raw, "checkpoint_path", str, "", path, problems)
+    checkpoint_path = (
+        ct.resolve_path(base_dir, ct.expand(cp_text, "audit.checkpoint_path", problems)) if cp_text else None
+    )
+    if enabled:
+        if signing_key is None:
+            problems.add("audit.signing_key", "required when audit is enabled (guard audit keygen --out PATH)")
+        else:
+            try:
+                load_signing_key(signing_key)
+            except KeyFileError as exc:
+                problems.add("audit.signing_key", str(exc))
+    if checkpoint_path is not None and checkpoint_path.resolve() == log_path.resolve():
+        problems.add("audit.checkpoint_path", "must differ from audit.path")
+    return AuditSettings(
+        enabled=enabled,
+        path=log_path,
+        signing_key=signing_key,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=ct.positive(raw, "checkpoint_every", int, d.checkpoint_every, path, problems),
+        checkpoint_interval=ct.positive(raw, "checkpoint_interval", float, d.checkpoint_interval, path,
+                                        problems),
+        rotate_bytes=ct.positive(raw, "rotate_bytes", int, d.rotate_bytes, path, problems, allow_zero=True),
+        rotate_interval=ct.positive(raw, "rotate_interval", float, d.rotate_interval, path, problems,
+                                    allow_zero=True),
+        fsync=cast(FsyncPolicy, ct.choice(raw, "fsync", ("off", "denials", "always"), d.fsync, path,
+                                          problems)),
+        queue_size=ct.positive(raw, "queue_size", int, d.queue_size, path, problems),
+        on_failure=cast(FailurePolicy, ct.choice(raw, "on_failure", ("close", "open"), d.on_failure, path,
+                                                 problems)),
+        retry_interval=ct.positive(raw, "retry_interval", float, d.retry_interval, path, problems),
+    )

@@ -1,0 +1,159 @@
+"""The analyzer: offline, equal to plain Presidio, custom recognizers, optional NER."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import spacy
+
+from guard.errors import PIIError
+from guard.pii.engine import Analyzer, context_words, load_spacy_pipeline, offline_tldextract, result_key
+from guard.pii.rules import PatternSpec, RecognizerSpec
+from tests.pii.conftest import ROOT
+from tests.pii.corpus import load_corpus
+
+NO_NETWORK = textwrap.dedent("""
+    import sys
+    BLOCKED = ("socket.connect", "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+               "socket.sendto", "urllib.Request", "http.client.connect")
+    touched = []
+    def hook(event, args):
+        if event in BLOCKED:
+            raise RuntimeError(f"network access attempted: {event}")
+        if event in ("os.mkdir", "open") and args and "tldextract" in str(args[0]):
+            touched.append(str(args[0]))
+    sys.addaudithook(hook)
+    from guard.pii.engine import Analyzer
+    a = Analyzer()
+    found = {r.entity_type for r in a.analyze(
+        "mail alice@example.com or bob@mail.example.co.uk, call +1 (212) 555-0187, https://example.org")}
+    assert {"EMAIL_ADDRESS", "PHONE_NUMBER", "URL"} <= found, found
+    assert "EMAIL_ADDRESS" not in {r.entity_type for r in a.analyze("x@y.invalidtld")}, "suffix list unused"
+    writes = [p for p in touched if ".cache" in p]
+    assert not writes, writes
+    print("offline ok")
+""")
+
+
+def test_analyzer_never_opens_a_socket() -> None:
+    # A fresh interpreter with an audit hook that raises on any network use, installed
+    # before guard, Presidio, spaCy or tldextract are imported.
+    proc = subprocess.run([sys.executable, "-c", NO_NETWORK], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "offline ok" in proc.stdout
+
+
+def test_email_validation_in_process_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    extractor = offline_tldextract()
+    assert extractor("alice@example.co.uk").fqdn == "example.co.uk"
+    analyzer = Analyzer(entities={"EMAIL_ADDRESS"})
+    assert [r.entity_type for r in analyzer.analyze("alice@example.co.uk")] == ["EMAIL_ADDRESS"]
+
+
+def _leaves(value: object) -> list[str]:
+    if isinstance(value, str):
+        try:
+            doc = json.loads(value)
+        except ValueError:
+            return [value]
+        return _leaves(doc) if isinstance(doc, dict | list) else [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _leaves(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _leaves(v)]
+    return []
+
+
+def test_fast_path_equals_plain_presidio_on_the_corpus(full_analyzer: Analyzer) -> None:
+    texts = {s for record in load_corpus() for s in _leaves(record["message"])}
+    assert len(texts) > 100
+    for text in texts:
+        for ctx in ((), ("phone", "number")):
+            fast = sorted(map(result_key, full_analyzer.analyze(text, ctx)))
+            naive = sorted(map(result_key, full_analyzer.analyze_naive(text, ctx)))
+            assert fast == naive, text
+
+
+def test_context_words_raise_scores_only(full_analyzer: Analyzer) -> None:
+    plain = {(r.entity_type, r.start, r.end): r.score for r in full_analyzer.analyze("212-555-0187")}
+    boosted = {(r.entity_type, r.start, r.end): r.score for r in full_analyzer.analyze("212-555-0187", ("phone",))}
+    assert plain.keys() <= boosted.keys()
+    assert all(boosted[k] >= v for k, v in plain.items())
+    assert boosted[("PHONE_NUMBER", 0, 12)] > plain[("PHONE_NUMBER", 0, 12)]
+
+
+def test_context_words_from_paths() -> None:
+    assert context_words("$.result.structuredContent.rows[3].card_number") == ("card", "number")
+    assert context_words("$.params.arguments.homePhone") == ("home", "phone")
+    assert context_words('$.x["Social Security"]') == ("social", "security")
+    assert context_words("$.result.content[0].text<json>[2]") == ("text",)
+
+
+def test_custom_recognizers_regex_context_and_deny_list() -> None:
+    spec = RecognizerSpec(
+        name="employee_id", entity="EMPLOYEE_ID",
+        patterns=(PatternSpec("emp", r"\bEMP-\d{6}\b", 0.4),), context=("employee",),
+        deny_list=("Project Nightingale",), deny_list_score=0.9,
+    )
+    analyzer = Analyzer(entities=set(), custom=[spec])
+    assert analyzer.entities == ["EMPLOYEE_ID"]
+    weak = analyzer.analyze("ref EMP-004211")
+    strong = analyzer.analyze("employee EMP-004211")
+    assert weak[0].score == pytest.approx(0.4) and strong[0].score == pytest.approx(0.75)
+    deny = analyzer.analyze("status of project nightingale?")
+    assert [(r.entity_type, r.score) for r in deny] == [("EMPLOYEE_ID", 0.9)]
+    assert sorted(map(result_key, analyzer.analyze("employee EMP-004211"))) == \
+        sorted(map(result_key, analyzer.analyze_naive("employee EMP-004211")))
+
+
+def _ruler_pipeline() -> spacy.language.Language:
+    nlp = spacy.blank("en")
+    ruler = nlp.add_pipe("entity_ruler")
+    ruler.add_patterns([  # type: ignore[attr-defined]
+        {"label": "PERSON", "pattern": [{"LOWER": "alice"}, {"LOWER": "johnson"}]},
+        {"label": "GPE", "pattern": "Springfield"},
+    ])
+    return nlp
+
+
+def test_ner_pipeline_adds_person_and_location() -> None:
+    analyzer = Analyzer(entities={"PERSON", "LOCATION"}, pipeline=_ruler_pipeline(), ner=True)
+    text = "Alice Johnson moved to Springfield."
+    found = {(r.entity_type, text[r.start:r.end]) for r in analyzer.analyze(text)}
+    assert found == {("PERSON", "Alice Johnson"), ("LOCATION", "Springfield")}
+    assert sorted(map(result_key, analyzer.analyze(text))) == sorted(map(result_key, analyzer.analyze_naive(text)))
+
+
+def test_ner_model_loaded_by_path_never_downloaded(tmp_path: Path) -> None:
+    _ruler_pipeline().to_disk(tmp_path / "ruler")
+    nlp = load_spacy_pipeline(str(tmp_path / "ruler"))
+    assert "entity_ruler" in nlp.pipe_names
+    with pytest.raises(PIIError, match="never downloads"):
+        load_spacy_pipeline("en_core_web_sm_not_installed")
+
+
+def test_blank_pipeline_without_matches_is_never_tokenized(analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    original = analyzer.nlp_engine.process_text
+
+    def spy(text: str, language: str):  # type: ignore[no-untyped-def]
+        calls.append(text)
+        return original(text, language)
+
+    monkeypatch.setattr(analyzer.nlp_engine, "process_text", spy)
+    assert analyzer.analyze("Build 42 passed in 3 minutes") == []
+    assert calls == []
+    assert analyzer.analyze("phone +1 (212) 555-0187")
+    assert len(calls) == 1

@@ -1,0 +1,141 @@
+"""Recall properties: guard's shortcuts never lose a finding plain Presidio makes.
+
+* every trigger is a superset of its recognizer's patterns (a string a pattern matches
+  always contains the trigger), checked on strings generated *from the patterns*;
+* the fast analyzer returns exactly what ``AnalyzerEngine.analyze`` returns;
+* over generated MCP results (nested JSON, lists, JSON inside text), every result plain
+  Presidio finds on a string leaf above the rule threshold is covered by a guard finding.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+import regex
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from guard.jsonrpc import Kind
+from guard.pii.engine import _FLAGS, TRIGGERS, Analyzer, result_key
+from guard.pii.protect import Protector
+from guard.pii.walker import transform
+
+SNIPPETS = [
+    "alice.johnson@example.com", "BOB@Example.ORG", "x@y.co.uk", "+1 (212) 555-0187", "212.555.0143",
+    "(646) 555-0123", "+44 20 7946 0958", "+49 30 901820", "4111-1111-1111-1111", "5555 5555 5555 4444",
+    "378282246310005", "GB82 WEST 1234 5698 7654 32", "DE89370400440532013000", "536-22-8726", "219 09 9999",
+    "192.168.10.24", "fe80::1ff:fe23:4567:890a", "00:1a:2b:3c:4d:5e", "123e4567-e89b-12d3-a456-426614174000",
+    "https://example.com/a?b=1", "2024-05-01T10:22:31Z", "03/14/1984", "EMP-004211",
+    "1BoatSLRHtKNngkdXEeobR76b53LETtpyT", "ORD-2024-000981", "v2.3.1", "$1,299.00",
+    "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669",  # Arabic-Indic digits
+    "\uff10\uff11\uff12-\uff13\uff14\uff15\uff16-\uff17\uff18\uff19\uff10",  # full-width digits
+]
+WORDS = ["phone", "card", "ssn", "email", "iban", "the", "call", "employee", "ip", "date", ":", "-", ",", "\n"]
+text_strategy = st.lists(
+    st.one_of(st.sampled_from(SNIPPETS), st.sampled_from(WORDS),
+              st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
+              st.text(alphabet="0123456789 -.()+/:@abcdef\u212a\u017f", max_size=16)),
+    max_size=7,
+).map(" ".join)
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _trigger_cases(analyzer: Analyzer) -> list[tuple[str, str, str]]:
+    cases = []
+    for rec in analyzer.recognizers:
+        trigger = TRIGGERS.get(type(rec).__name__)
+        for pattern in getattr(rec, "patterns", []) if trigger else []:
+            cases.append((rec.name, pattern.regex, trigger))
+    return cases
+
+
+_CASES = _trigger_cases(Analyzer())
+
+
+@pytest.mark.parametrize(("name", "pattern", "trigger"), _CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(_CASES)])
+def test_trigger_is_superset_of_pattern(name: str, pattern: str, trigger: str) -> None:
+    compiled = regex.compile(pattern, _FLAGS)
+    trig = regex.compile(trigger, _FLAGS)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+    @given(st.one_of(st.from_regex(re.compile(pattern, re.IGNORECASE | re.DOTALL | re.MULTILINE)), text_strategy))
+    def check(s: str) -> None:
+        if compiled.search(s):
+            assert trig.search(s), (name, s)
+
+    check()
+
+
+@FAST
+@given(text_strategy, st.sampled_from([(), ("phone",), ("card", "number"), ("social", "security")]))
+def test_fast_analyzer_equals_plain_presidio(full_analyzer: Analyzer, text: str, ctx: tuple[str, ...]) -> None:
+    fast = sorted(map(result_key, full_analyzer.analyze(text, ctx)))
+    naive = sorted(map(result_key, full_analyzer.analyze_naive(text, ctx)))
+    assert fast == naive
+
+
+KEYS = ["email", "phone", "notes", "card_number", "ssn", "id", "name", "body", "ip", "x y"]
+json_values = st.recursive(
+    st.one_of(text_strategy, st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.sampled_from(KEYS), children, max_size=4),
+        st.dictionaries(st.sampled_from(KEYS), children, max_size=3).map(json.dumps),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(json_values)
+def test_guard_findings_cover_plain_presidio_on_every_leaf(protector: Protector, doc: Any) -> None:
+    payload = {"jsonrpc": "2.0", "id": 1, "result": {
+        "content": [{"type": "text", "text": json.dumps(doc)}], "structuredContent": {"data": doc}}}
+    scan = protector.scan(payload, Kind.RESULT, "tools/call", True, "demo", "t")
+    leaves: list[tuple[str, str]] = []
+
+    def collect(text: str, path: str) -> str:
+        leaves.append((text, path))
+        return text
+
+    transform(payload, Kind.RESULT, "tools/call", True, collect)
+    assert scan.leaf_count == len(leaves)
+    rules = protector.rules
+    for index, (text, _path) in enumerate(leaves):
+        spans = scan.leaves[index].spans if index in scan.leaves else []
+        for r in protector.analyzer.analyze_naive(text):
+            if r.score < rules.resolve(r.entity_type, "demo", "t").threshold:
+                continue
+            assert any(s.start < r.end and r.start < s.end for s in spans), (text, r)
+
+
+short_numbers = st.text(alphabet="0123456789+-() .\u0661\uff11x#", max_size=12).flatmap(
+    lambda s: st.sampled_from([s, f"call {s}", f"TCK-{s}", f"{s} ext 12", f"+{s}", f"(0{s})"]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(short_numbers)
+def test_pruned_phone_regions_equal_stock_phone_recognizer(text: str) -> None:
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+    from guard.pii.engine import PrunedPhoneRecognizer
+
+    pruned, stock = _PHONES
+    assert isinstance(pruned, PrunedPhoneRecognizer) and type(stock) is PhoneRecognizer
+    assert sorted(map(result_key, pruned.analyze(text, ["PHONE_NUMBER"]))) == \
+        sorted(map(result_key, stock.analyze(text, ["PHONE_NUMBER"])))
+
+
+def _phones() -> tuple[Any, Any]:
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+    from guard.pii.engine import PrunedPhoneRecognizer
+
+    return PrunedPhoneRecognizer(), PhoneRecognizer()
+
+
+_PHONES = _phones()

@@ -1,0 +1,202 @@
+"""Reversible tokens: format, tamper resistance, binding, rotation, and the key ring."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from guard.crypto.aead import InvalidField, KeyRing, b64url, hash_field, open_field, unb64url
+from guard.pii import keys
+from guard.pii.rules import ActionSpec
+from guard.pii.tokens import TOKEN_RE, Binding, apply_action, open_token, parse_token
+from tests.pii.conftest import FIXED_SECRET, OTHER_SECRET, fixed_random
+
+B = Binding("dep-a")
+EMAIL = "alice@example.com"
+
+
+def token(ring: KeyRing, kind: str = "encrypt", value: str = EMAIL, binding: Binding = B,
+          entity: str = "EMAIL_ADDRESS") -> str:
+    return apply_action(ActionSpec(kind), entity, value, ring, binding)  # type: ignore[arg-type]
+
+
+def test_encrypt_round_trip_and_format(ring: KeyRing) -> None:
+    t = token(ring)
+    assert TOKEN_RE.fullmatch(t)
+    assert t.startswith("<pii:EMAIL_ADDRESS:k1:")
+    assert EMAIL not in t
+    assert open_token(ring, B, t) == ("EMAIL_ADDRESS", EMAIL)
+
+
+def test_encrypt_is_randomized_tokenize_is_deterministic(ring: KeyRing) -> None:
+    assert token(ring, "encrypt") != token(ring, "encrypt")
+    assert token(ring, "tokenize") == token(ring, "tokenize")
+    assert token(ring, "tokenize") != token(ring, "tokenize", value="bob@example.com")
+    assert open_token(ring, B, token(ring, "tokenize")) == ("EMAIL_ADDRESS", EMAIL)
+
+
+def test_unicode_values_round_trip(ring: KeyRing) -> None:
+    value = "Zoë Ñúñez <zoë@exämple.de>"
+    assert open_token(ring, B, token(ring, value=value))[1] == value
+
+
+@pytest.mark.parametrize("kind", ["encrypt", "tokenize"])
+def test_tampered_ciphertext_is_rejected(ring: KeyRing, kind: str) -> None:
+    t = token(ring, kind)
+    entity, kid, body = TOKEN_RE.fullmatch(t).groups()  # type: ignore[union-attr]
+    raw = bytearray(unb64url(body))
+    for i in (0, 1, len(raw) // 2, len(raw) - 1):
+        flipped = bytearray(raw)
+        flipped[i] ^= 0x01
+        with pytest.raises(InvalidField):
+            open_token(ring, B, f"<pii:{entity}:{kid}:{b64url(bytes(flipped))}>")
+    with pytest.raises(InvalidField):
+        open_token(ring, B, f"<pii:{entity}:{kid}:{b64url(bytes(raw[:-1]))}>")
+
+
+def test_relabelled_entity_type_is_rejected(ring: KeyRing) -> None:
+    # Relabelling would let a caller dodge a per-entity reveal rule (e.g. IBAN -> EMAIL).
+    t = token(ring, entity="IBAN_CODE", value="DE89370400440532013000")
+    with pytest.raises(InvalidField):
+        open_token(ring, B, t.replace("IBAN_CODE", "EMAIL_ADDRESS"))
+
+
+def test_token_bound_to_deployment_id(ring: KeyRing) -> None:
+    t = token(ring)
+    with pytest.raises(InvalidField):
+        open_token(ring, Binding("dep-b"), t)
+
+
+def test_token_bound_to_tenant(ring: KeyRing) -> None:
+    t = token(ring, binding=Binding("dep-a", "tenant-1"))
+    assert open_token(ring, Binding("dep-a", "tenant-1"), t)[1] == EMAIL
+    for other in (Binding("dep-a", "tenant-2"), Binding("dep-a")):
+        with pytest.raises(InvalidField):
+            open_token(ring, other, t)
+
+
+def test_foreign_key_ring_cannot_open(ring: KeyRing) -> None:
+    foreign = KeyRing("k1", {"k1": OTHER_SECRET})
+    with pytest.raises(InvalidField):
+        open_token(foreign, B, token(ring))
+
+
+def test_key_rotation_keeps_old_tokens_readable(ring: KeyRing) -> None:
+    old = token(ring)
+    old_det = token(ring, "tokenize")
+    rotated = keys.rotate(ring, random=lambda n: OTHER_SECRET[:n])
+    assert rotated.primary == "k2" and rotated.key_ids == ("k1", "k2")
+    new = token(rotated)
+    assert new.startswith("<pii:EMAIL_ADDRESS:k2:")
+    for t in (old, old_det, new):
+        assert open_token(rotated, B, t)[1] == EMAIL
+    # Retiring k1 (removing it) makes k1 tokens fail closed.
+    retired = KeyRing("k2", {"k2": rotated.secrets["k2"]})
+    with pytest.raises(InvalidField):
+        open_token(retired, B, old)
+
+
+def test_unknown_key_id_and_malformed_tokens(ring: KeyRing) -> None:
+    t = token(ring)
+    with pytest.raises(InvalidField):
+        open_token(ring, B, t.replace(":k1:", ":k9:"))
+    for bad in ("<pii:EMAIL_ADDRESS:k1:>", "<pii:email:k1:AAAAAAAAAAAAAAAAAAAAAAAA>", "<pii:E:k1:!!!>", "nope"):
+        with pytest.raises(InvalidField):
+            parse_token(bad)
+
+
+def test_unknown_algorithm_byte_rejected(ring: KeyRing) -> None:
+    with pytest.raises(InvalidField):
+        open_field(ring, "k1", b"\x09" + bytes(40), b"")
+
+
+def test_hash_is_keyed_deterministic_and_one_way(ring: KeyRing) -> None:
+    h1 = token(ring, "hash")
+    assert h1 == token(ring, "hash")
+    assert h1.startswith("<pii-hash:EMAIL_ADDRESS:k1:")
+    assert not TOKEN_RE.fullmatch(h1), "hashes must not look like reversible tokens"
+    other = KeyRing("k1", {"k1": OTHER_SECRET})
+    assert token(other, "hash") != h1, "an unkeyed or fixed-key hash would be reversible by guessing"
+    assert hash_field(ring, b"x")[1] != hash_field(ring, b"y")[1]
+
+
+def test_gcm_nonce_comes_from_injected_source(ring: KeyRing) -> None:
+    a = apply_action(ActionSpec("encrypt"), "E", "v", ring, B, fixed_random)
+    assert a == apply_action(ActionSpec("encrypt"), "E", "v", ring, B, fixed_random)
+
+
+def test_mask_and_redact() -> None:
+    assert apply_action(ActionSpec("mask"), "CREDIT_CARD", "4111-1111-1111-1111", None, B) == "****-****-****-1111"
+    assert apply_action(ActionSpec("mask", keep_last=2, mask_char="#"), "P", "+1 (212) 555-0187", None, B) \
+        == "+# (###) ###-##87"
+    assert apply_action(ActionSpec("mask", keep_last=0), "P", "abc", None, B) == "***"
+    assert apply_action(ActionSpec("mask"), "P", "12", None, B) == "12"
+    assert apply_action(ActionSpec("redact"), "US_SSN", "536-22-8726", None, B) == "[REDACTED:US_SSN]"
+    assert apply_action(ActionSpec("redact", replacement="<{entity}>"), "X", "v", None, B) == "<X>"
+    assert apply_action(ActionSpec("allow"), "X", "v", None, B) == "v"
+
+
+def test_keyed_action_without_ring_refuses() -> None:
+    with pytest.raises(ValueError):
+        apply_action(ActionSpec("encrypt"), "E", "v", None, B)
+
+
+def test_keyring_repr_hides_secrets(ring: KeyRing) -> None:
+    assert FIXED_SECRET.hex() not in repr(ring) and b64url(FIXED_SECRET) not in repr(ring)
+
+
+def test_keyring_file_generate_rotate(tmp_path: Path) -> None:
+    path = tmp_path / "ring.json"
+    ring = keys.generate_keyring(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert keys.load_keyring_file(path).secrets == ring.secrets
+    with pytest.raises(keys.KeyRingError):
+        keys.generate_keyring(path)
+    rotated = keys.rotate_keyring(path)
+    assert rotated.primary == "k2"
+    reloaded = keys.load_keyring_file(path)
+    assert reloaded.primary == "k2" and reloaded.secrets["k1"] == ring.secrets["k1"]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_dev_keyring_is_created_once(tmp_path: Path) -> None:
+    first = keys.generate_dev_keyring(tmp_path)
+    before = first.read_text()
+    assert keys.generate_dev_keyring(tmp_path) == first
+    assert first.read_text() == before
+
+
+def test_keyring_from_env() -> None:
+    doc = keys.dump_keyring(KeyRing("k1", {"k1": FIXED_SECRET}))
+    assert keys.load_keyring_env("RING", {"RING": doc}).secrets["k1"] == FIXED_SECRET
+    with pytest.raises(keys.KeyRingError):
+        keys.load_keyring_env("RING", {})
+
+
+@pytest.mark.parametrize("doc", [
+    "not json",
+    "[]",
+    json.dumps({"primary": "k1", "keys": {}}),
+    json.dumps({"primary": "k1", "keys": {"k1": "short"}}),
+    json.dumps({"primary": "k2", "keys": {"k1": b64url(FIXED_SECRET)}}),
+    json.dumps({"primary": "k1", "keys": {"bad id!": b64url(FIXED_SECRET)}}),
+    json.dumps({"format": "other/9", "primary": "k1", "keys": {"k1": b64url(FIXED_SECRET)}}),
+])
+def test_malformed_keyrings_are_refused(doc: str) -> None:
+    with pytest.raises(keys.KeyRingError) as info:
+        keys.parse_keyring(doc)
+    assert b64url(FIXED_SECRET) not in str(info.value)
+
+
+def test_guard_keys_generate_writes_a_pii_keyring(tmp_path: Path) -> None:
+    from guard import devkeys
+
+    generated = devkeys.generate_pii_keyring(tmp_path)
+    assert generated.kind == "pii" and generated.created
+    ring = keys.load_keyring_file(generated.files[0])
+    again = devkeys.generate_pii_keyring(tmp_path, overwrite=True)
+    assert not again.created and keys.load_keyring_file(again.files[0]).secrets == ring.secrets
