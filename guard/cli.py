@@ -17,7 +17,7 @@ from guard.config import Settings, load
 from guard.errors import ConfigError
 
 # Areas that add their own subcommands through ``register(subparsers)``.
-_AREA_CLIS = ("guard.auth.cli", "guard.policy.cli", "guard.audit.cli", "guard.pii.cli", "guard.certs")
+_AREA_CLIS = ("guard.auth.cli", "guard.policy.cli", "guard.audit.cli", "guard.pii.cli", "guard.certs", "guard.demo.cli")
 
 
 def _load_or_report(path: str) -> Settings | None:
