@@ -39,8 +39,6 @@ async def websocket_client(
     import mcp_types
     from mcp.shared.message import SessionMessage
 
-    read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
-    write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](0)
     kwargs: dict[str, Any] = {}
     if ssl_context is not None:
         kwargs["ssl"] = ssl_context
@@ -52,6 +50,9 @@ async def websocket_client(
         open_timeout=open_timeout,
         **kwargs,
     ) as ws:
+        # Streams are created only once connected, so a refused handshake leaks nothing.
+        read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+        write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](0)
 
         async def ws_reader() -> None:
             async with read_writer:
@@ -84,3 +85,5 @@ async def websocket_client(
             finally:
                 tg.cancel_scope.cancel()
                 await ws.close()
+                for stream in (read_stream, write_stream):
+                    await stream.aclose()

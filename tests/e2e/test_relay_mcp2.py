@@ -136,3 +136,12 @@ async def test_many_concurrent_sessions_each_get_their_own_answers() -> None:
         results = await asyncio.gather(*(one(i) for i in range(5)))
     for i, res in enumerate(results):
         assert f"session-{i}" in str(res["results"][0]["result"]), res
+
+
+async def test_websocket_client_refused_handshake_raises_and_leaks_nothing() -> None:
+    from websockets.exceptions import InvalidStatus
+
+    async with through_guard(stdio_config()) as url:
+        with pytest.raises(InvalidStatus):
+            async with websocket_client(url.replace("/mcp/demo", "/mcp/nope")):
+                pass
