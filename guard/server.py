@@ -35,7 +35,15 @@ from starlette.websockets import WebSocket
 from guard.config import UpstreamSettings
 from guard.context import Event, EventKind, Principal, SessionInfo
 from guard.errors import UpstreamUnavailable
-from guard.relay import CLOSE_GOING_AWAY, CLOSE_TRY_AGAIN_LATER, Relay, RelayLimits, close_reason
+from guard.pipeline.authenticate import expiry_deadline
+from guard.relay import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_TRY_AGAIN_LATER,
+    Relay,
+    RelayLimits,
+    close_reason,
+)
 from guard.runtime import Runtime
 from guard.session import Session
 from guard.tls import TLSWebSocketProtocol, client_cert_subject, server_ssl_context
@@ -46,6 +54,8 @@ from guard.transports.handshake import protocol_with_deadline
 log = logging.getLogger("guard.server")
 
 SUBPROTOCOL = "mcp"
+EXPIRY_CLOSE_GRACE = 2.0
+"""Seconds after token expiry (plus leeway) at which a silent session is closed with 1008."""
 
 
 async def _deny(websocket: WebSocket, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
@@ -69,6 +79,7 @@ class GuardApp:
         self.runtime = runtime
         self.active: set[Relay] = set()
         self.draining = False
+        self._expiries: set[asyncio.Task[None]] = set()
 
     async def drain(self, deadline: float) -> None:
         """Graceful shutdown: refuse new work, let in-flight requests finish, then close sessions (1001)."""
@@ -168,14 +179,35 @@ class GuardApp:
         )
         relay.draining = self.draining
         self.active.add(relay)
+        expiry = self._schedule_expiry(relay, principal)
         code, reason = 1000, "closed"
         try:
             code, reason = await relay.run()
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self.active.discard(relay)
             await upstream.aclose()
             await runtime.pipeline.emit(Event(EventKind.CLOSE, server=name, session=info, client_addr=addr,
                                               code=code, reason=reason))
+
+    def _schedule_expiry(self, relay: Relay, principal: Principal) -> asyncio.TimerHandle | None:
+        """Close an idle session (1008) shortly after its token expires.
+
+        Messages are checked at the deadline itself by the authenticate stage (error -31003,
+        then 1008); this timer, ``EXPIRY_CLOSE_GRACE`` later, ends sessions that stay silent.
+        """
+        deadline = expiry_deadline(principal, self.runtime.settings.auth.leeway)
+        if deadline is None:
+            return None
+        loop = asyncio.get_running_loop()
+
+        def expire() -> None:
+            task = loop.create_task(relay.shutdown(CLOSE_POLICY_VIOLATION, "token expired"))
+            self._expiries.add(task)
+            task.add_done_callback(self._expiries.discard)
+
+        return loop.call_later(max(0.0, deadline + EXPIRY_CLOSE_GRACE - time.time()), expire)
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})

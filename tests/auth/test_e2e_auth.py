@@ -298,3 +298,14 @@ def test_guard_log_handler_redacts_credentials() -> None:
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+async def test_silent_session_is_closed_1008_when_its_token_expires(dev_key: Any, tmp_path: Path) -> None:
+    upstream = {"rec": {"command": sys.executable, "args": [str(RECORDER), str(tmp_path / "r.jsonl")]}}
+    token = mint(dev_key, ttl=1)
+    async with guard(config(dev_key[1], upstream, leeway=0)) as base:
+        async with connect(f"{base}/mcp/rec", subprotocols=["mcp"],  # type: ignore[list-item]
+                           additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 10)
+    assert ws.close_code == 1008 and ws.close_reason == "token expired"
