@@ -180,6 +180,8 @@ class EventKind(enum.Enum):
     CLOSE = "close"
     POLICY_RELOAD = "policy_reload"
     KEYS_LOADED = "keys_loaded"
+    PROTOCOL_ERROR = "protocol_error"
+    """A client frame refused before it became a message (parse error, batch, binary, oversize)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,14 +132,23 @@ def _reject_constant(name: str) -> Any:
 
 
 # orjson turns integers beyond 64 bits into floats, silently altering them; a proxy must not
-# change numbers, so frames with a run of 19+ digits take the exact stdlib parser.
-_LONG_DIGITS = re.compile(rb"[0-9]{19,}")
-_LONG_DIGITS_STR = re.compile(r"[0-9]{19,}")
+# change numbers, so frames with a run of 19+ digits take the exact stdlib parser. The run is
+# found by mapping every ASCII digit to "0" and searching for 19 zeros: both steps are C loops,
+# about 12x faster than the equivalent regex ``[0-9]{19,}`` on a 16 KB frame (bench/README.md).
+# In UTF-8, bytes 0x30-0x39 only ever encode the ASCII digits, so the two tests agree.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
 
 
-def _loads(data: str | bytes) -> Any:
-    long_digits = _LONG_DIGITS.search(data) if isinstance(data, bytes) else _LONG_DIGITS_STR.search(data)
-    if long_digits is None:
+def _has_long_digit_run(data: bytes) -> bool:
+    return _LONG_RUN in data.translate(_DIGITS_TO_ZERO)
+
+
+def _loads(data: str | bytes, encoded: bytes | None = None) -> Any:
+    """Decode JSON exactly; ``encoded`` is ``data`` as UTF-8 when the caller already has it."""
+    if encoded is None:
+        encoded = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+    if not _has_long_digit_run(encoded):
         try:
             return orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -215,8 +223,8 @@ def parse(frame: str | bytes) -> Message:
     Raises :class:`ParseError` for invalid JSON and :class:`InvalidRequest` for JSON
     that is not an acceptable JSON-RPC 2.0 message.
     """
-    size = len(frame) if isinstance(frame, bytes) else len(frame.encode("utf-8", "surrogatepass"))
-    return classify(_loads(frame), size)
+    encoded = frame if isinstance(frame, bytes) else frame.encode("utf-8", "surrogatepass")
+    return classify(_loads(frame, encoded), len(encoded))
 
 
 def serialize(message: Message | dict[str, Any]) -> str:

@@ -41,5 +41,15 @@ def configure(level: str = "info") -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
+    cap_third_party_loggers()
+
+
+def cap_third_party_loggers() -> None:
+    """Keep libraries that log message content out of guard's log, whatever guard's own level.
+
+    presidio-analyzer logs the text it analyzes at debug level ("Context list is: <value>").
+    """
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    for name in ("presidio-analyzer", "presidio_analyzer", "tldextract", "spacy"):
+        logging.getLogger(name).setLevel(logging.WARNING)

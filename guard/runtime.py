@@ -13,10 +13,11 @@ from typing import Any
 
 from guard.auth import Authenticator, AuthFailure
 from guard.config import Settings
-from guard.context import Principal
+from guard.context import Event, EventKind, Principal
 from guard.limits import CircuitBreaker, ConnectionLimiter, RateLimiter
 from guard.metrics import Metrics, MetricsStage, metrics_endpoint
 from guard.pipeline import Pipeline, Stage
+from guard.pipeline.audit import AuditStage
 from guard.pipeline.authenticate import AuthenticateStage
 from guard.pipeline.authorize import AuthorizeStage
 from guard.pipeline.pii import build_pii_stage
@@ -37,6 +38,8 @@ class Runtime:
     authenticator: Authenticator | None = None
     metrics: Metrics = field(default_factory=Metrics)
     authorize: AuthorizeStage | None = None
+    key_events: list[Event] = field(default_factory=list)
+    """``keys_loaded`` events (key ids only, never key material) recorded once at start."""
     readiness: list[Any] = field(default_factory=list)
     """Callables returning ``(name, ok, detail)`` for ``/readyz``."""
     rate_limiter: RateLimiter | None = None
@@ -53,6 +56,8 @@ class Runtime:
     async def start(self) -> None:
         for starter in self.starters:
             await starter()
+        for event in self.key_events:
+            await self.pipeline.emit(event)
 
     async def aclose(self) -> None:
         await self.pipeline.aclose()
@@ -83,6 +88,12 @@ def build_runtime(settings: Settings) -> Runtime:
     pii = build_pii_stage(settings, reveal_check=_reveal_check(authorize))
     if pii is not None:
         stages.append(pii)
+    audit: AuditStage | None = None
+    if settings.audit.enabled:
+        audit = AuditStage.from_settings(settings.audit)
+        stages.append(audit)
+    else:
+        log.warning("no [audit] configured: nothing is recorded")
     stages.append(MetricsStage(metrics))
     pipeline = Pipeline(stages)
 
@@ -106,6 +117,20 @@ def build_runtime(settings: Settings) -> Runtime:
     runtime.closers.append(authenticator.aclose)
     for name in settings.auth.anonymous_servers:
         log.warning("upstream %s accepts ANONYMOUS clients ([auth] anonymous_servers)", name)
+    if pii is not None and pii.protector.keyring is not None:
+        ring = pii.protector.keyring
+        runtime.key_events.append(Event(EventKind.KEYS_LOADED, details={
+            "purpose": "pii", "key_ids": sorted(ring.secrets), "primary": ring.primary}))
+    if audit is not None:
+        from guard.crypto.signing import load_signing_key
+
+        if settings.audit.signing_key is not None:
+            key_id = load_signing_key(settings.audit.signing_key).key_id
+            runtime.key_events.append(Event(EventKind.KEYS_LOADED, details={
+                "purpose": "audit-checkpoints", "key_ids": [key_id], "primary": key_id}))
+        runtime.starters.insert(0, audit.start)  # a log that cannot be opened stops guard from starting
+        runtime.readiness.append(lambda: ("audit", audit.log.healthy, "writable" if audit.log.healthy else
+                                          "cannot write the audit log"))
     if authorize is not None and authorize.store is not None:
         authorize.store.on_event = pipeline.emit
         runtime.starters.append(authorize.start)

@@ -105,15 +105,16 @@ class AuditLog:
         monotonic: Clock = time.monotonic,
         new_id: IdFactory = schema.new_event_id,
     ) -> AuditLog:
-        """Build a log from ``[audit]`` settings (loads the signing key; raises AuditError)."""
+        """Build a log from ``[audit]`` settings (loads the signing key; raises ConfigError)."""
         from guard.crypto.signing import KeyFileError, load_signing_key
+        from guard.errors import ConfigError
 
         if settings.signing_key is None:
-            raise AuditError("audit.signing_key is not configured")
+            raise ConfigError(["audit.signing_key: required when audit is enabled"])
         try:
             key = load_signing_key(settings.signing_key)
         except KeyFileError as exc:
-            raise AuditError(str(exc)) from exc
+            raise ConfigError([f"audit.signing_key: {exc}"]) from exc
         config = SinkConfig(
             path=settings.path, key=key, checkpoint_path=settings.checkpoint_path, fsync=settings.fsync,
             rotate_bytes=settings.rotate_bytes, rotate_interval=settings.rotate_interval,
@@ -250,11 +251,19 @@ class AuditLog:
             self._fail_waiters()
 
     async def _next_entry(self) -> _Entry | None:
+        """The next queued entry, or ``None`` when a timed checkpoint falls due first."""
+        try:
+            return self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
         deadline = self.sink.next_deadline()
         if deadline is None:
             return await self._queue.get()
+        timeout = deadline - self._mono()
+        if timeout <= 0:
+            return None
         try:
-            return await asyncio.wait_for(self._queue.get(), max(0.0, deadline - self._mono()))
+            return await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
             return None
 

@@ -116,7 +116,7 @@ def select(paths: Iterable[str | Path], filters: Filters) -> Iterator[dict[str, 
 
 
 _COLUMNS = ("TIME", "OUTCOME", "ACTION", "SUBJECT", "SERVER", "TARGET", "REASON", "PII")
-_WIDTHS = (24, 7, 20, 20, 14, 28, 24, 30)
+_WIDTHS = (27, 7, 20, 16, 14, 28, 24, 30)
 
 
 def row(record: dict[str, Any]) -> tuple[str, ...]:

@@ -282,6 +282,7 @@ _EVENT_SHAPE: dict[EventKind, tuple[str, list[str]]] = {
     EventKind.CLOSE: ("session", ["end"]),
     EventKind.POLICY_RELOAD: ("configuration", ["change"]),
     EventKind.KEYS_LOADED: ("configuration", ["info"]),
+    EventKind.PROTOCOL_ERROR: ("api", ["access", "denied"]),
 }
 
 
@@ -295,7 +296,7 @@ def event_record(event: Event, *, event_id: str) -> dict[str, Any]:
     """
     category, types = _EVENT_SHAPE[event.kind]
     details = event.details if isinstance(event.details, Mapping) else {}
-    failed = event.kind is EventKind.AUTH_FAILURE or (
+    failed = event.kind in (EventKind.AUTH_FAILURE, EventKind.PROTOCOL_ERROR) or (
         event.kind is EventKind.POLICY_RELOAD
         and (details.get("ok") is False or isinstance(details.get("error"), str))
     )
@@ -309,6 +310,10 @@ def event_record(event: Event, *, event_id: str) -> dict[str, Any]:
         if event.code is not None:
             guard["auth"]["status"] = int(event.code)
             record["http"] = {"response": {"status_code": int(event.code)}}
+    elif event.kind is EventKind.PROTOCOL_ERROR:
+        guard["protocol_error"] = {"reason": text(event.reason or "unknown", 64)}
+        if event.code is not None:
+            guard["protocol_error"]["code"] = int(event.code)
     elif event.kind is EventKind.CLOSE:
         close: dict[str, Any] = {}
         if event.code is not None:

@@ -57,7 +57,11 @@ class AuditStage:
 
     @classmethod
     def from_settings(cls, settings: AuditSettings) -> AuditStage:
-        """Build the stage and its log from ``[audit]`` (raises AuditError for a bad key)."""
+        """Build the stage and its log from ``[audit]`` (raises ConfigError for a missing/bad key).
+
+        Call ``await stage.start()`` at startup so an unusable log path stops guard from
+        starting (otherwise the log opens lazily and messages fail closed until it can).
+        """
         return cls(AuditLog.from_settings(settings), on_failure=settings.on_failure)
 
     async def start(self) -> None:
