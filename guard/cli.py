@@ -61,6 +61,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from guard.server import serve
 
     logs.configure(settings.server.log_level)
+    if args.workers > 1:
+        from guard.workers import for_worker, supervise
+
+        try:  # validate once in the supervisor so a broken key or policy fails fast
+            build_runtime(for_worker(settings, 0, args.workers))
+        except ConfigError as exc:
+            for problem in exc.problems:
+                print(f"  - {problem}", file=sys.stderr)
+            return 2
+        return supervise(settings, args.workers)
     try:
         runtime = build_runtime(settings)
     except ConfigError as exc:
@@ -80,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", "-c", required=True, help="TOML configuration file")
     p.add_argument("--host", help="override server.host")
     p.add_argument("--port", type=int, help="override server.port")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes sharing the port (each with its own audit chain); default 1")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("check-config", help="validate a configuration file and list every problem")
