@@ -64,6 +64,8 @@ class ServerSettings:
     """On SIGTERM, how long in-flight requests may take before sessions are closed (1001)."""
     outbound_queue: int = 64
     """Frames buffered toward one client; when full guard stops reading that client's upstream."""
+    metrics_token: str | None = None
+    """If set, ``/metrics`` requires ``Authorization: Bearer <token>`` (``${VAR}`` expanded)."""
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,7 @@ class Settings:
 _SERVER_KEYS = {
     "host", "port", "max_message_bytes", "per_message_deflate", "max_in_flight", "log_level",
     "max_connections", "max_connections_per_principal", "rate_limit", "rate_burst", "idle_timeout",
-    "handshake_timeout", "ping_interval", "ping_timeout", "drain_timeout", "outbound_queue",
+    "handshake_timeout", "ping_interval", "ping_timeout", "drain_timeout", "outbound_queue", "metrics_token",
 }
 _UPSTREAM_KEYS = {
     "transport", "type", "command", "args", "env", "cwd", "url", "headers", "connect_timeout",
@@ -171,6 +173,8 @@ def parse_server(raw: Mapping[str, Any], problems: ct.Problems) -> ServerSetting
         ping_timeout=ct.positive(raw, "ping_timeout", float, d.ping_timeout, path, problems),
         drain_timeout=ct.positive(raw, "drain_timeout", float, d.drain_timeout, path, problems, allow_zero=True),
         outbound_queue=ct.positive(raw, "outbound_queue", int, d.outbound_queue, path, problems),
+        metrics_token=ct.expand(ct.get(raw, "metrics_token", str, "", path, problems), "server.metrics_token",
+                                problems) or None,
     )
 
 

@@ -113,7 +113,7 @@ def build_runtime(settings: Settings) -> Runtime:
                   for name, up in settings.upstreams.items()},
     )
     runtime.routes += authenticator.routes()
-    runtime.routes.append(metrics_endpoint(metrics))
+    runtime.routes.append(metrics_endpoint(metrics, token=server.metrics_token))
     runtime.closers.append(authenticator.aclose)
     for name in settings.auth.anonymous_servers:
         log.warning("upstream %s accepts ANONYMOUS clients ([auth] anonymous_servers)", name)

@@ -259,3 +259,39 @@ async def test_metrics_after_real_traffic_through_guard() -> None:
         assert value(after, "guard_connections_active", server="s") == 0
         assert value(after, "guard_connections_total", server="s") == 1
         assert value(after, "guard_connections_closed_total", server="s", code="1000") == 1
+
+
+async def test_metrics_token_from_config_protects_the_endpoint() -> None:
+    import httpx
+
+    from tests.core.test_relay_bad_input import scripted
+    from tests.support.guard_server import running_guard
+
+    async with running_guard(scripted(metrics_token="scrape-me")) as base:
+        http = base.replace("ws://", "http://")
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"{http}/metrics")).status_code == 401
+            ok = await client.get(f"{http}/metrics", headers={"Authorization": "Bearer scrape-me"})
+            assert ok.status_code == 200 and "guard_connections_active" in ok.text
+
+
+async def test_readyz_reports_each_check_and_fails_for_an_unreachable_upstream(tmp_path: Path) -> None:
+    import httpx
+
+    from guard import devkeys
+    from tests.core.test_relay_bad_input import scripted
+    from tests.support.guard_server import free_port, running_guard
+
+    devkeys.generate_audit_key(tmp_path / "keys")
+    cfg = scripted()
+    cfg["audit"] = {"signing_key": str(tmp_path / "keys" / devkeys.AUDIT_PRIVATE_KEY),
+                    "path": str(tmp_path / "audit" / "a.jsonl")}
+    async with running_guard(cfg) as base, httpx.AsyncClient() as client:
+        ready = await client.get(base.replace("ws://", "http://") + "/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["audit"]["ok"] and ready.json()["checks"]["upstream:s"]["ok"]
+    cfg["upstreams"]["down"] = {"url": f"ws://127.0.0.1:{free_port()}/mcp"}
+    cfg["auth"]["anonymous_servers"].append("down")
+    async with running_guard(cfg) as base, httpx.AsyncClient() as client:
+        ready = await client.get(base.replace("ws://", "http://") + "/readyz")
+        assert ready.status_code == 503 and not ready.json()["checks"]["upstream:down"]["ok"]
