@@ -99,6 +99,10 @@ class UpstreamSettings:
     """Consecutive failures (connect errors, timeouts, deaths) that open the circuit; 0 disables."""
     breaker_reset: float = 30.0
     """Seconds the circuit stays open before one probe is let through."""
+    reconnect_attempts: int = 3
+    """websocket / streamable-http: times guard tries to re-establish a dropped upstream
+    connection (backoff 0.2 s, 0.4 s, ...) before ending the session; 0 disables. Requests
+    in flight at the drop get error -31004."""
     tls_ca: str | None = None
     """wss:// / https://: PEM CA bundle that replaces the system trust store for this upstream."""
     tls_client_cert: str | None = None
@@ -140,7 +144,7 @@ _SERVER_KEYS = {
 }
 _UPSTREAM_KEYS = {
     "transport", "type", "command", "args", "env", "cwd", "url", "headers", "connect_timeout",
-    "terminate_grace", "call_timeout", "breaker_failures", "breaker_reset",
+    "terminate_grace", "call_timeout", "breaker_failures", "breaker_reset", "reconnect_attempts",
     "tls_ca", "tls_client_cert", "tls_client_key", "tls_verify",
 }
 _TOP_KEYS = {"server", "upstreams", "mcpServers", "auth", "policy", "tls", "pii", "audit"}
@@ -244,6 +248,8 @@ def parse_upstream(name: str, raw: Any, problems: ct.Problems, section: str,
         breaker_failures=ct.positive(raw, "breaker_failures", int, d.breaker_failures, path, problems,
                                      allow_zero=True),
         breaker_reset=ct.positive(raw, "breaker_reset", float, d.breaker_reset, path, problems),
+        reconnect_attempts=ct.positive(raw, "reconnect_attempts", int, d.reconnect_attempts, path, problems,
+                                       allow_zero=True),
         tls_ca=tls.ca,
         tls_client_cert=tls.client_cert,
         tls_client_key=tls.client_key,

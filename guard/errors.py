@@ -9,7 +9,8 @@ Every error guard raises on purpose derives from :class:`GuardError`::
     │   └── InvalidRequest     JSON, but not a JSON-RPC message we accept (-32600)
     ├── UpstreamError          the upstream MCP server cannot be reached or went away
     │   ├── UpstreamUnavailable   could not connect / start
-    │   └── UpstreamClosed        disconnected or exited mid-session
+    │   ├── UpstreamClosed        disconnected or exited mid-session
+    │   └── UpstreamInterrupted   lost and re-established: requests in flight are lost
     ├── AuthenticationError    credentials missing or invalid
     ├── AuthorizationError     policy could not be evaluated
     ├── PIIError               PII classification or protection failed
@@ -72,6 +73,10 @@ class UpstreamUnavailable(UpstreamError):
 
 class UpstreamClosed(UpstreamError):
     """The upstream disconnected, exited or broke the protocol mid-session."""
+
+
+class UpstreamInterrupted(UpstreamError):
+    """The upstream connection dropped and guard reconnected; requests in flight were lost."""
 
 
 class AuthenticationError(GuardError):

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from guard import mcp
 from guard.context import CloseRequest, Direction, Event, EventKind, MessageContext, RequestRecord, Verdict
-from guard.errors import InvalidRequest, ProtocolError, UpstreamClosed
+from guard.errors import InvalidRequest, ProtocolError, UpstreamClosed, UpstreamInterrupted
 from guard.jsonrpc import ErrorCode, Kind, Message, RequestId, error_response, id_key, notification, parse, serialize
 from guard.limits import CircuitBreaker, RateLimiter
 from guard.pipeline import Pipeline
@@ -369,6 +369,9 @@ class Relay:
             except UpstreamClosed as exc:
                 await self._upstream_gone(str(exc))
                 return
+            except UpstreamInterrupted:
+                await self._upstream_interrupted()
+                continue
             self._last_activity = time.monotonic()
             try:
                 message = parse(text)
@@ -456,6 +459,17 @@ class Relay:
         with contextlib.suppress(Exception):
             await self._pipeline.run(ctx)
         await self._emit(error)
+
+    async def _upstream_interrupted(self) -> None:
+        """The transport reconnected: what was in flight is lost, so answer it; the session goes on."""
+        log.warning("session %s: upstream %s reconnected", self._session.info.id, self._session.info.server)
+        if self._limits.breaker is not None:
+            self._limits.breaker.failure()
+        for record in self._session.drain_client_requests():
+            self._disarm_timeout(record.id)
+            await self._answer_locally(record, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream connection was reset",
+                                       "upstream_reconnected")
+        self._session.drain_server_requests()
 
     async def _upstream_gone(self, reason: str) -> None:
         if self._upstream_dead:

@@ -99,6 +99,8 @@ class StreamableHttpUpstream:
         self._param_paths: dict[str, dict[tuple[str, ...], str]] = {}
         self._get_stream_opened = False
         self._closed = False
+        self._transport_failures = 0
+        """Consecutive POSTs that failed at the transport level; past ``reconnect_attempts`` the session ends."""
 
     async def start(self) -> None:
         parts = urlsplit(self._url)
@@ -164,6 +166,7 @@ class StreamableHttpUpstream:
     async def _post(self, text: str, message: Message, headers: dict[str, str]) -> None:
         try:
             async with self._client.stream("POST", self._url, content=text, headers=headers) as resp:
+                self._transport_failures = 0
                 session_id = resp.headers.get("mcp-session-id")
                 if session_id and message.method == mcp.INITIALIZE:
                     self._session_id = session_id
@@ -179,7 +182,13 @@ class StreamableHttpUpstream:
                 await self._read_body(resp, message)
         except httpx.TransportError as exc:
             log.warning("upstream %s: %s", self._settings.name, type(exc).__name__)
-            await self._fail(f"upstream unreachable ({type(exc).__name__})")
+            self._transport_failures += 1
+            if self._transport_failures > self._settings.reconnect_attempts:
+                await self._fail(f"upstream unreachable ({type(exc).__name__})")
+            else:
+                # Each POST is its own connection: answer this one and let the next try again.
+                await self._answer_failed(message, f"upstream unreachable ({type(exc).__name__})",
+                                          ErrorCode.UPSTREAM_UNAVAILABLE)
 
     async def _read_body(self, resp: httpx.Response, message: Message) -> None:
         ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -228,9 +237,10 @@ class StreamableHttpUpstream:
                     if paths:
                         self._param_paths[tool["name"]] = paths
 
-    async def _answer_failed(self, message: Message, reason: str) -> None:
+    async def _answer_failed(self, message: Message, reason: str, code: int = ErrorCode.UPSTREAM_ERROR) -> None:
         if message.kind is Kind.REQUEST and message.id is not None:
-            err = error_response(message.id, ErrorCode.UPSTREAM_ERROR, "Upstream error", {"reason": reason})
+            text = "Upstream unavailable" if code == ErrorCode.UPSTREAM_UNAVAILABLE else "Upstream error"
+            err = error_response(message.id, code, text, {"reason": reason})
             await self._incoming.put(serialize(err))
         else:
             log.warning("upstream %s: %s", self._settings.name, reason)

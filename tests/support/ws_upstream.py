@@ -1,6 +1,9 @@
-"""A light JSON-RPC-over-WebSocket upstream for load tests: answers every request with its params.
+"""A light JSON-RPC-over-WebSocket upstream for load and fault tests.
 
-``python ws_upstream.py PORT`` serves ws://127.0.0.1:PORT/ (subprotocol mcp) until killed.
+``python ws_upstream.py PORT [--strict]`` serves ws://127.0.0.1:PORT/ (subprotocol mcp) until
+killed. Every request is answered with its params as text content, except ``test/hang``
+(never answered). With ``--strict`` a connection must send ``initialize`` before anything
+else, like a legacy-era MCP server (error -32002 otherwise).
 """
 
 import asyncio
@@ -9,14 +12,30 @@ import sys
 
 from websockets.asyncio.server import serve
 
+STRICT = "--strict" in sys.argv
+
 
 async def handler(ws):
+    initialized = False
     async for frame in ws:
         msg = json.loads(frame)
-        if "id" in msg and "method" in msg:
-            text = json.dumps(msg.get("params"))
-            await ws.send(json.dumps({"jsonrpc": "2.0", "id": msg["id"],
-                                      "result": {"content": [{"type": "text", "text": text}]}}))
+        if "id" not in msg or "method" not in msg:
+            continue
+        method = msg["method"]
+        if method == "initialize":
+            initialized = True
+            result = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": {"name": "ws", "version": "1"}}
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}))
+            continue
+        if method == "test/hang":
+            continue
+        if STRICT and not initialized:
+            error = {"code": -32002, "message": "not initialized"}
+            await ws.send(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "error": error}))
+            continue
+        text = json.dumps(msg.get("params"))
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": msg["id"],
+                                  "result": {"content": [{"type": "text", "text": text}]}}))
 
 
 async def main(port):
