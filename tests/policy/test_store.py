@@ -208,8 +208,14 @@ async def test_hot_reload_under_concurrent_traffic_never_shows_a_half_policy(fil
 
     async def writer() -> None:
         for i in range(12):
+            before = store.reloads
             write_atomically(policy, version("B" if i % 2 == 0 else "A", TOOLS[50:] if i % 2 == 0 else TOOLS[:50]))
-            await asyncio.sleep(0.08)
+            # wait for this version to be picked up (the readers keep hammering meanwhile); bounded
+            for _ in range(200):
+                if store.reloads > before:
+                    break
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.03)
 
     readers = [asyncio.create_task(reader()) for _ in range(8)]
     try:
