@@ -99,6 +99,8 @@ class FileSink:
         self._mono = monotonic
         self._new_id = new_id
         self._fd: int | None = None
+        self._regular: bool | None = None
+        """Whether the log path is a regular file (checked once per opened file)."""
         self._cp_fd: int | None = None
         self._state = _State()
         self._tx = _State()
@@ -279,7 +281,10 @@ class FileSink:
 
     def _rotation_due(self) -> bool:
         cfg = self.config
-        if not _is_regular(cfg.path):
+        regular = self._regular
+        if regular is None:  # stat once per opened file, not once per batch
+            regular = self._regular = _is_regular(cfg.path)
+        if not regular:
             return False
         if cfg.rotate_bytes and self._tx.file_bytes >= cfg.rotate_bytes:
             return True
@@ -293,6 +298,7 @@ class FileSink:
     def _rotate(self) -> None:
         """Close the active file (it ends with a checkpoint), rename it, open a new one."""
         self._close_fds(keep_checkpoint_file=True)
+        self._regular = None
         try:
             previous = self._archive(self.config.path).name
             self._fd = os.open(
