@@ -9,8 +9,10 @@ thresholds:
 
 * naive: ``AnalyzerEngine.analyze`` on every string leaf (what a straightforward integration
   does);
-* guard: :meth:`Protector.scan` (walk, trigger prefilter, lazy tokenization, per-message
-  de-duplication, rule resolution), and the full protect (scan + encrypt/mask/...).
+* guard: :meth:`Protector.scan` (walk, trigger prefilter, one region-independent phone probe
+  per string (``guard/pii/phone.py``), lazy tokenization, context scoring only where a
+  context word occurs, per-message de-duplication, rule resolution), and the full protect
+  (scan + encrypt/mask/...).
 
 It also checks that both find the identical results (entity, span, score) on every leaf.
 """

@@ -25,6 +25,16 @@ plain ``AnalyzerEngine.analyze``):
 * **Lazy NLP artifacts.** Tokenization is only needed for context-word scoring of
   results that exist. Guard passes Presidio artifacts that tokenize on first access, so a
   string with no match is never tokenized.
+* **Context scoring only when it can change a score.** Presidio's context enhancer raises
+  a result's score only when one of its recognizer's context words is a substring of a
+  surrounding lemma or of a ``context`` word. With a component-less spaCy pipeline (the
+  default) a lemma is a token's lower-cased text, so it is a substring of the lower-cased
+  string; when no (ASCII) context word of any found result's recognizer occurs there or in
+  ``context``, the enhancer would return the results unchanged, and is skipped (and the
+  string is not tokenized). Any other pipeline, or a recognizer with its own
+  ``enhance_using_context``, always gets the enhancer.
+* **Phone numbers.** :class:`~guard.pii.phone.PrunedPhoneRecognizer` does the
+  region-independent part of Presidio's per-region phone search once per string.
 * The supported-entity list and recognizer selection are computed once, not per call.
 
 Results are the recognizer results Presidio's ``AnalyzerEngine.analyze`` would return
@@ -35,11 +45,11 @@ thresholds are applied later by the rules.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import phonenumbers
 import regex
 import spacy
 import tldextract
@@ -76,6 +86,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from guard.errors import PIIError
+from guard.pii.phone import PrunedPhoneRecognizer
 from guard.pii.rules import RecognizerSpec
 
 LANGUAGE = "en"
@@ -92,7 +103,8 @@ TRIGGERS: dict[str, str] = {
     "UsLicenseRecognizer": _DIGIT,
     "UsItinRecognizer": _DIGIT,
     "UsPassportRecognizer": _DIGIT,
-    "UsSsnRecognizer": _DIGIT,
+    # Every SSN pattern is one of these digit groupings (\b and validation only narrow it).
+    "UsSsnRecognizer": r"\p{N}{5}-\p{N}{4}|\p{N}{3}-\p{N}{6}|\p{N}{3}[- .]\p{N}{2}[- .]\p{N}{4}|\p{N}{9}",
     "NhsRecognizer": _DIGIT,
     "CryptoRecognizer": _DIGIT,
     "DateRecognizer": _DIGIT,
@@ -100,7 +112,8 @@ TRIGGERS: dict[str, str] = {
     "MedicalLicenseRecognizer": _DIGIT,
     "PrunedPhoneRecognizer": _DIGIT,
     "OfflineEmailRecognizer": r"@",
-    "IpRecognizer": r"[\p{N}:]",
+    # IPv4 has a digit before a dot; every IPv6 form is compressed ("::") or has 7 "group:".
+    "IpRecognizer": r"\p{N}\.|::|(?:[0-9a-f]{1,4}:){7}",
     "MacAddressRecognizer": r"[0-9a-f]{2}[:-][0-9a-f]{2}|[0-9a-f]{4}\.[0-9a-f]{4}",
     "UuidRecognizer": r"[0-9a-f]{8}-[0-9a-f]{4}",
     "UrlRecognizer": r"\.[a-z]{2}",
@@ -127,78 +140,6 @@ class OfflineEmailRecognizer(EmailRecognizer):
         return bool(self._extractor(pattern_text).fqdn != "")
 
 
-def _possible_lengths(meta: Any) -> list[int]:
-    desc = getattr(meta, "general_desc", None)
-    return [n for n in getattr(desc, "possible_length", ()) if n > 0]
-
-
-def _min_valid_digits(region: str) -> int:
-    """Fewest digits a valid number parsed with default ``region`` can have (national format).
-
-    A valid number's national significant number has a length listed in its region's
-    ``general_desc.possible_length`` (phonenumbers ``_number_type_helper``); regions sharing
-    the country code (e.g. NANPA) are included because validity is checked against the
-    number's own region. An empty list means "unknown": 1, never pruned.
-    """
-    code = phonenumbers.country_code_for_region(region)
-    lengths: list[int] = []
-    for other in phonenumbers.region_codes_for_country_code(code):
-        possible = _possible_lengths(phonenumbers.PhoneMetadata.metadata_for_region(other))
-        lengths.append(min(possible) if possible else 1)
-    return min(lengths, default=1)
-
-
-def _min_international_digits() -> int:
-    """Fewest digits (country code + national number) of a valid number in any region."""
-    best = 99
-    for region in phonenumbers.SUPPORTED_REGIONS:
-        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
-        possible = _possible_lengths(meta)
-        best = min(best, len(str(getattr(meta, "country_code", 1))) + (min(possible) if possible else 1))
-    for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
-        possible = _possible_lengths(phonenumbers.PhoneMetadata.metadata_for_nongeo_region(code))
-        best = min(best, len(str(code)) + (min(possible) if possible else 1))
-    return best
-
-
-_NUMBER_CHAR = regex.compile(r"\p{N}")
-
-
-class PrunedPhoneRecognizer(PhoneRecognizer):
-    """Presidio's phone recognizer, skipping regions that provably cannot match.
-
-    Presidio runs ``PhoneNumberMatcher`` (leniency VALID) once per region. A valid number
-    has at least :func:`_min_valid_digits` digits in national format, and at least
-    :func:`_min_international_digits` (6) in international format; the digits all come from
-    the text. So when a string has fewer than 6 number characters in total, regions whose
-    national minimum exceeds that count are skipped (e.g. ``TCK-20931`` runs only DE), and a
-    string with 1-3 digits runs none. Otherwise this is Presidio's loop, unchanged.
-    """
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(name="PhoneRecognizer", **kwargs)
-        self._min_digits = {region: _min_valid_digits(region) for region in self.supported_regions}
-        self._international = _min_international_digits()
-
-    def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None,
-                ) -> list[RecognizerResult]:
-        digits = len(_NUMBER_CHAR.findall(text))
-        regions = self.supported_regions
-        if digits < self._international:
-            regions = tuple(r for r in regions if self._min_digits[r] <= digits)
-        results: list[RecognizerResult] = []
-        make_result: Any = self._get_recognizer_result
-        for region in regions:  # Presidio PhoneRecognizer.analyze, with ``regions``
-            for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=int(self.leniency or 0)):
-                try:
-                    parsed = phonenumbers.parse(text[match.start:match.end])
-                    found = phonenumbers.region_code_for_number(parsed)
-                    results.append(make_result(match, text, found, nlp_artifacts))
-                except phonenumbers.NumberParseException:
-                    results.append(make_result(match, text, region, nlp_artifacts))
-        return list(EntityRecognizer.remove_duplicates(results))
-
-
 class PipelineNlpEngine(SpacyNlpEngine):
     """Presidio NLP engine over a spaCy ``Language`` guard already built (never downloads).
 
@@ -212,6 +153,10 @@ class PipelineNlpEngine(SpacyNlpEngine):
             ner_model_configuration=ner_model_configuration,
         )
         self._pipeline = pipeline
+
+    @property
+    def pipeline(self) -> Language:
+        return self._pipeline
 
     def load(self) -> None:
         self.nlp = {LANGUAGE: self._pipeline}  # type: ignore[assignment]  # Presidio annotates it as None
@@ -357,6 +302,14 @@ class Analyzer:
                 continue
             self._plan.append((rec, triggers.setdefault(source, regex.compile(source, _FLAGS))))
         self._trigger_list = list(triggers.values())
+        # Context-word shortcut (module docstring): only sound when lemmas are lower-cased
+        # token text and no recognizer overrides Presidio's recognizer-level enhancement.
+        plain = all(type(r).enhance_using_context is EntityRecognizer.enhance_using_context for r in recognizers)
+        self._context_shortcut = plain and not self.nlp_engine.pipeline.pipe_names
+        self._context_words: dict[str, tuple[str, ...] | None] = {}
+        for rec in recognizers:
+            words = tuple(w.lower() for w in rec.context or ())
+            self._context_words[rec.id] = words if all(w.isascii() for w in words) else None
         self.analyze(_WARMUP)
 
     def _engine(self, recognizers: list[EntityRecognizer]) -> AnalyzerEngine:
@@ -398,13 +351,32 @@ class Analyzer:
         if not results:
             return []
         ctx = list(context) if context else None
-        results = self.engine._enhance_using_context(text, results, artifacts, selected, ctx)
+        if self._context_may_raise(text, results, ctx):
+            results = self.engine._enhance_using_context(text, results, artifacts, selected, ctx)
         by_id = {rec.id: rec for rec in selected}
         results = [r for r in results if r.score >= self._threshold(r, by_id)]
         results = EntityRecognizer.remove_duplicates(results)
         for r in results:
             r.analysis_explanation = None  # type: ignore[assignment]  # as AnalyzerEngine.analyze does
         return results
+
+    def _context_may_raise(self, text: str, results: list[RecognizerResult], ctx: list[str] | None) -> bool:
+        """False only if Presidio's context enhancement would leave every score unchanged."""
+        if not self._context_shortcut:
+            return True
+        haystacks: list[str] | None = None
+        for r in results:
+            rec_id = str((r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_IDENTIFIER_KEY))
+            words = self._context_words.get(rec_id, ())
+            if words is None:
+                return True  # non-ASCII context words: case mapping may differ per token
+            if not words:
+                continue
+            if haystacks is None:
+                haystacks = [text.lower(), *(c.lower() for c in ctx or ())]
+            if any(w in h for w in words for h in haystacks):
+                return True
+        return False
 
     def _threshold(self, result: RecognizerResult, by_id: dict[str, EntityRecognizer]) -> float:
         # Mirrors AnalyzerEngine's per-recognizer score_thresholds resolution.
@@ -425,13 +397,50 @@ class Analyzer:
 _CAMEL = regex.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _INDEX = regex.compile(r"(\[\d+\]|<json>|<base64>)+$")
 _LAST_KEY = regex.compile(r"(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[(\"(?:[^\"\\]|\\.)*\")\])$")
+_WORD_SPLIT = regex.compile(r"[^\p{L}\p{N}]+")
+_IDENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_ASCII_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
 def context_words(path: str) -> tuple[str, ...]:
     """Words of the JSON key holding a leaf: ``$.a.card_number`` -> ``("card", "number")``.
 
-    List indices are skipped (``$.phones[2]`` -> ``("phones",)``).
+    List indices and ``<json>``/``<base64>`` markers are skipped (``$.phones[2]`` ->
+    ``("phones",)``); camelCase is split (``homePhone`` -> ``("home", "phone")``). Runs for
+    every leaf, so the common shapes (a path ending in ``.identifier``) are handled with
+    string operations; :func:`_context_words_regex` is the definition and handles the rest.
     """
+    if path.endswith("\n"):
+        return _context_words_regex(path)  # ``$`` also matches before a final newline
+    end = len(path)
+    while True:
+        if path.endswith("]", 0, end):
+            opening = path.rfind("[", 0, end - 1)
+            if opening < 0 or not path[opening + 1:end - 1].isdecimal():  # ``\d`` is Nd, as isdecimal
+                break
+            end = opening
+        elif path.endswith("<json>", 0, end):
+            end -= len("<json>")
+        elif path.endswith("<base64>", 0, end):
+            end -= len("<base64>")
+        else:
+            break
+    if path.endswith("\n", 0, end):
+        return _context_words_regex(path)
+    start = end
+    while start > 0 and path[start - 1] in _IDENT_CHARS:
+        start -= 1
+    if start == end:
+        return _context_words_regex(path[:end]) if path.endswith('"]', 0, end) else ()
+    if start == 0 or path[start - 1] != "." or path[start].isdigit():
+        return ()
+    key = path[start:end]
+    if not key.islower():
+        key = _ASCII_CAMEL.sub(" ", key).lower()
+    return tuple(w for w in key.replace("_", " ").split(" ") if w)
+
+
+def _context_words_regex(path: str) -> tuple[str, ...]:
     trimmed = _INDEX.sub("", path)
     m = _LAST_KEY.search(trimmed)
     if m is None:
@@ -440,7 +449,7 @@ def context_words(path: str) -> tuple[str, ...]:
     if key is None:
         key = str(json.loads(m.group(2)))
     spaced = _CAMEL.sub(" ", key)
-    return tuple(w for w in regex.split(r"[^\p{L}\p{N}]+", spaced.lower()) if w)
+    return tuple(w for w in _WORD_SPLIT.split(spaced.lower()) if w)
 
 
 def result_key(result: RecognizerResult) -> tuple[str, int, int, float]:

@@ -8,12 +8,22 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import spacy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guard.errors import PIIError
-from guard.pii.engine import Analyzer, context_words, load_spacy_pipeline, offline_tldextract, result_key
+from guard.pii.engine import (
+    Analyzer,
+    _context_words_regex,
+    context_words,
+    load_spacy_pipeline,
+    offline_tldextract,
+    result_key,
+)
 from guard.pii.rules import PatternSpec, RecognizerSpec
 from tests.pii.conftest import ROOT
 from tests.pii.corpus import load_corpus
@@ -157,3 +167,63 @@ def test_blank_pipeline_without_matches_is_never_tokenized(analyzer: Analyzer, m
     assert calls == []
     assert analyzer.analyze("phone +1 (212) 555-0187")
     assert len(calls) == 1
+
+
+# -- context words of a path: the fast string version equals the regex definition ---------------
+
+_IDENT_KEY = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,8}\Z")
+_path_part = st.one_of(
+    _IDENT_KEY.map(lambda k: f".{k}"),
+    st.text(max_size=8).map(lambda k: f"[{json.dumps(k)}]"),
+    st.integers(0, 99).map(lambda i: f"[{i}]"),
+    st.sampled_from(["<json>", "<base64>", "[\u0661]", "[]", "\n", "]", "[", '"]', ".", ".9a", '["a\\"]"]', ".x\n"]),
+    st.text(max_size=4),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(_path_part, max_size=6).map(lambda parts: "$" + "".join(parts)))
+def test_context_words_equal_the_regex_definition(path: str) -> None:
+    assert context_words(path) == _context_words_regex(path)
+
+
+# -- context scoring is skipped only when it cannot change a score ------------------------------
+
+def test_blank_pipeline_lemmas_are_lower_cased_token_text(analyzer: Analyzer) -> None:
+    # The shortcut's premise: with no pipeline components, every lemma Presidio compares
+    # with context words is a token's lower-cased text, hence a substring of text.lower().
+    text = "Call Alice's PHONE: +1 (212) 555-0187, İstanbul ΣΟΦΊΑ don't"
+    artifacts = analyzer.nlp_engine.process_text(text, "en")
+    assert artifacts.lemmas == [t.lower_ for t in artifacts.tokens]
+    assert all(lemma in text.lower() for lemma in artifacts.lemmas if lemma.isascii())
+
+
+def test_context_scoring_runs_only_when_a_context_word_occurs(analyzer: Analyzer,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    original = analyzer.engine._enhance_using_context
+
+    def spy(text: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(text)
+        return original(text, *args, **kwargs)
+
+    monkeypatch.setattr(analyzer.engine, "_enhance_using_context", spy)
+    assert analyzer._context_shortcut
+    cases = [("ORD-2024-000981", ("order",), False),          # a phone match, no phone context word
+             ("ORD-2024-000981", ("phone",), True),           # context word from the JSON key
+             ("Order ORD-2024-000981 - call us", (), True),   # context word in the text
+             ("ref EMP-004211", (), False),                   # custom recognizer, no context word
+             ("Staff EMP-004211", (), True)]                  # custom recognizer context word
+    for text, ctx, enhanced in cases:
+        calls.clear()
+        fast = sorted(map(result_key, analyzer.analyze(text, ctx)))
+        assert fast == sorted(map(result_key, analyzer.analyze_naive(text, ctx))), text
+        assert fast, text
+        assert bool(calls) is enhanced, text
+
+
+def test_context_scoring_always_runs_with_pipeline_components() -> None:
+    analyzer = Analyzer(entities={"PHONE_NUMBER", "PERSON"}, pipeline=_ruler_pipeline(), ner=True)
+    assert not analyzer._context_shortcut
+    text = "Alice Johnson: ORD-2024-000981"
+    assert sorted(map(result_key, analyzer.analyze(text))) == sorted(map(result_key, analyzer.analyze_naive(text)))

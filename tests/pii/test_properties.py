@@ -2,7 +2,8 @@
 
 * every trigger is a superset of its recognizer's patterns (a string a pattern matches
   always contains the trigger), checked on strings generated *from the patterns*;
-* the fast analyzer returns exactly what ``AnalyzerEngine.analyze`` returns;
+* the fast analyzer returns exactly what ``AnalyzerEngine.analyze`` returns (also on
+  generated timestamps, ids and phone numbers, ``tests/pii/machine_data.py``);
 * over generated MCP results (nested JSON, lists, JSON inside text), every result plain
   Presidio finds on a string leaf above the rule threshold is covered by a guard finding.
 """
@@ -22,6 +23,7 @@ from guard.jsonrpc import Kind
 from guard.pii.engine import _FLAGS, TRIGGERS, Analyzer, result_key
 from guard.pii.protect import Protector
 from guard.pii.walker import transform
+from tests.pii.machine_data import machine_text
 
 SNIPPETS = [
     "alice.johnson@example.com", "BOB@Example.ORG", "x@y.co.uk", "+1 (212) 555-0187", "212.555.0143",
@@ -34,12 +36,17 @@ SNIPPETS = [
     "\uff10\uff11\uff12-\uff13\uff14\uff15\uff16-\uff17\uff18\uff19\uff10",  # full-width digits
 ]
 WORDS = ["phone", "card", "ssn", "email", "iban", "the", "call", "employee", "ip", "date", ":", "-", ",", "\n"]
-text_strategy = st.lists(
-    st.one_of(st.sampled_from(SNIPPETS), st.sampled_from(WORDS),
-              st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
-              st.text(alphabet="0123456789 -.()+/:@abcdef\u212a\u017f", max_size=16)),
-    max_size=7,
-).map(" ".join)
+text_strategy = st.one_of(
+    st.lists(
+        st.one_of(st.sampled_from(SNIPPETS), st.sampled_from(WORDS),
+                  st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=12),
+                  st.text(alphabet="0123456789 -.()+/:@abcdef\u212a\u017f", max_size=16)),
+        max_size=7,
+    ).map(" ".join),
+    # Timestamps, ids, amounts and (mutated) phone numbers of every region: the shapes the
+    # phone shortcut and the digit triggers are tuned for.
+    machine_text(),
+)
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

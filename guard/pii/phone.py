@@ -1,0 +1,270 @@
+"""Presidio's phone recognizer with the region-independent work done once per string.
+
+Presidio's ``PhoneRecognizer`` runs ``phonenumbers.PhoneNumberMatcher(text, region,
+leniency=VALID)`` once for each of its supported regions (US, GB, DE, FR, IL, IN, CA, BR)
+and keeps every match. On machine data (timestamps, order numbers, ids) that is most of
+guard's analysis time: each region finds the same candidates again and parses them again.
+
+How the matcher works (``phonenumbers/phonenumbermatcher.py``): it searches candidates
+with a region-independent pattern, drops slash-dates and time stamps, and for each
+candidate calls ``_parse_and_verify`` on the whole candidate and then on inner groups,
+decrementing a ``max_tries`` budget after each failure. ``_parse_and_verify`` first runs
+region-independent checks (balanced brackets, publication pages, a Latin letter or
+currency sign next to the digits) and then ``parse(candidate, region)``; ``parse`` does
+region-independent work (viability) before it first reads the region, and the VALID
+verification after it depends only on the parsed number and the candidate. So until a
+region's matcher finds its first match, every region's matcher takes exactly the same
+path, making the same *attempts* (calls that reach the region) in the same order.
+
+:class:`PrunedPhoneRecognizer` therefore:
+
+1. **Probes** once per string: the library's own matcher runs with a stand-in region that
+   raises the moment ``parse`` reads it. The attempt is recorded (candidate, offset, the
+   remaining ``max_tries``) and treated as a failure, so the probe walks the common path
+   to its end. Calls that fail before reading the region fail for every region. A string
+   without attempts has no phone number in any region, and costs one pattern search.
+2. **Verifies** the attempts per region with the library's ``_parse_and_verify`` (the real
+   parse and verification for that region). If none succeeds, the region's matcher finds
+   nothing: it takes the probe's path. At the first success, that match is the region's
+   first match and a real matcher resumes right after it with the same remaining budget,
+   exactly where the region's own matcher would continue. Past the position checks (which
+   every attempt passed in the probe) the outcome depends only on the candidate and the
+   region, so a candidate repeated in the string is parsed once per region.
+3. **Prunes** attempts per region by digit count: a valid number has at least
+   :func:`min_valid_digits` digits in national format and at least
+   :func:`min_international_digits` (6) with a country code, and parsing reads them from
+   the attempt's digits (or letters, which vanity numbers map to digits; the candidate
+   pattern admits no phone-context), so an attempt with fewer can be skipped for that
+   region without calling the library. This is what makes timestamps cheap: the only
+   attempt in ``2024-05-01T10:20:31Z`` is the ``20`` between the colons.
+
+The results are Presidio's, built by Presidio's own code, in Presidio's order. The test
+``tests/pii/test_phone.py`` holds this equal to the stock recognizer on generated
+timestamps, ids and phone numbers, and trips if the library's internals this relies on
+change; if they are missing at run time, the stock loop runs instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+import phonenumbers
+import regex
+from phonenumbers import Leniency, PhoneNumberMatch, PhoneNumberMatcher
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+_DIGIT_OR_LETTER = regex.compile(r"[\p{N}\p{L}]")
+"""What ``parse`` can turn into a digit: numbers (Unicode digits normalize to ASCII) and
+letters (vanity numbers: ``1-800-FLOWERS``; U+017F and U+0131 upper-case to ASCII letters)."""
+
+
+def _possible_lengths(meta: Any) -> list[int]:
+    desc = getattr(meta, "general_desc", None)
+    return [n for n in getattr(desc, "possible_length", ()) if n > 0]
+
+
+def min_valid_digits(region: str) -> int:
+    """Fewest digits a valid number parsed with default ``region`` can have (national format).
+
+    A valid number's national significant number has a length listed in its region's
+    ``general_desc.possible_length`` (phonenumbers ``_number_type_helper``); regions sharing
+    the country code (e.g. NANPA) are included because validity is checked against the
+    number's own region. An empty list means "unknown": 1, never pruned.
+    """
+    code = phonenumbers.country_code_for_region(region)
+    lengths: list[int] = []
+    for other in phonenumbers.region_codes_for_country_code(code):
+        possible = _possible_lengths(phonenumbers.PhoneMetadata.metadata_for_region(other))
+        lengths.append(min(possible) if possible else 1)
+    return min(lengths, default=1)
+
+
+def min_international_digits() -> int:
+    """Fewest digits (country code + national number) of a valid number in any region.
+
+    National-prefix transform rules that insert digits (San Marino ``0549``, Norfolk Island
+    ``3``, Madagascar ``20``) only fire on 5-7 digit inputs after a 3-digit country code,
+    well above this minimum; ``tests/pii/test_phone.py`` checks every international number
+    with fewer digits exhaustively.
+    """
+    best = 99
+    for region in phonenumbers.SUPPORTED_REGIONS:
+        meta = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        possible = _possible_lengths(meta)
+        best = min(best, len(str(getattr(meta, "country_code", 1))) + (min(possible) if possible else 1))
+    for code in phonenumbers.COUNTRY_CODES_FOR_NON_GEO_REGIONS:
+        possible = _possible_lengths(phonenumbers.PhoneMetadata.metadata_for_nongeo_region(code))
+        best = min(best, len(str(code)) + (min(possible) if possible else 1))
+    return best
+
+
+class _RegionRead(Exception):
+    """The probe's stand-in region was read: the attempt depends on the region."""
+
+
+class _ProbeUnreliable(Exception):
+    """The library did not behave as the probe assumes; run the stock loop instead."""
+
+
+class _StandInRegion:
+    """A default region that raises :class:`_RegionRead` on any use (hash, compare, method).
+
+    ``parse`` first uses its region in ``region in SUPPORTED_REGIONS`` (a hash). ``read``
+    records the use, so a library version that swallowed the exception is detected.
+    """
+
+    def __init__(self) -> None:
+        self.read = False
+
+    def _use(self) -> NoReturn:
+        self.read = True
+        raise _RegionRead
+
+    def __hash__(self) -> int:
+        self._use()
+
+    def __eq__(self, other: object) -> bool:
+        self._use()
+
+    def __ne__(self, other: object) -> bool:
+        self._use()
+
+    def __bool__(self) -> bool:
+        self._use()
+
+    def __len__(self) -> int:
+        self._use()
+
+    def __str__(self) -> str:
+        self._use()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        self._use()
+
+
+class _Attempt:
+    __slots__ = ("candidate", "digits", "offset", "tries")
+
+    def __init__(self, candidate: str, offset: int, tries: int) -> None:
+        self.candidate = candidate
+        self.offset = offset
+        self.tries = tries
+        """The matcher's remaining ``max_tries`` when it made this attempt."""
+        self.digits = len(_DIGIT_OR_LETTER.findall(candidate))
+        """Upper bound on the digits ``parse`` can read from the candidate."""
+
+
+class _Probe(PhoneNumberMatcher):
+    """The library's matcher with a region-less parse: records attempts, matches nothing."""
+
+    def __init__(self, text: str, leniency: int, max_tries: int) -> None:
+        self._stand_in = _StandInRegion()
+        super().__init__(text, self._stand_in, leniency=leniency, max_tries=max_tries)  # type: ignore[arg-type]
+        self.attempts: list[_Attempt] = []
+
+    def _parse_and_verify(self, candidate: str, offset: int) -> PhoneNumberMatch | None:
+        self._stand_in.read = False
+        try:
+            found = super()._parse_and_verify(candidate, offset)
+        except _RegionRead:
+            self.attempts.append(_Attempt(candidate, offset, self._max_tries))
+            return None
+        if found is not None or self._stand_in.read:
+            raise _ProbeUnreliable
+        return None
+
+
+def _internals_present() -> bool:
+    """Whether phonenumbers has the matcher internals the fast path uses (else: stock loop)."""
+    probe = PhoneNumberMatcher("", "US")
+    return all(hasattr(probe, name) for name in ("_parse_and_verify", "_search_index", "_max_tries", "text"))
+
+
+FAST_PATH = _internals_present()
+MAX_TRIES = 65535
+"""``PhoneNumberMatcher``'s default ``max_tries`` (what Presidio uses)."""
+
+
+class PrunedPhoneRecognizer(PhoneRecognizer):
+    """Presidio's phone recognizer: same results, region-independent work done once.
+
+    See the module docstring for why the results equal ``PhoneRecognizer.analyze``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(name="PhoneRecognizer", **kwargs)
+        self._min_digits = {region: min_valid_digits(region) for region in self.supported_regions}
+        self._international = min_international_digits()
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None,
+                ) -> list[RecognizerResult]:
+        leniency = int(self.leniency or 0)
+        matches: list[tuple[str, list[PhoneNumberMatch]]] = []
+        if FAST_PATH and leniency <= Leniency.VALID:
+            try:
+                matches = self._matches(text, leniency)
+            except _ProbeUnreliable:
+                matches = self._stock_matches(text, leniency)
+        else:
+            matches = self._stock_matches(text, leniency)
+        results: list[RecognizerResult] = []
+        make_result: Any = self._get_recognizer_result
+        for searched, found in matches:  # Presidio PhoneRecognizer.analyze, from here on
+            region: str | None = searched  # Presidio reuses its loop variable for the found region
+            for match in found:
+                try:
+                    parsed = phonenumbers.parse(text[match.start:match.end])
+                    region = phonenumbers.region_code_for_number(parsed)
+                    results.append(make_result(match, text, region, nlp_artifacts))
+                except phonenumbers.NumberParseException:
+                    results.append(make_result(match, text, region, nlp_artifacts))
+        return list(EntityRecognizer.remove_duplicates(results))
+
+    def _stock_matches(self, text: str, leniency: int, max_tries: int = MAX_TRIES,
+                       ) -> list[tuple[str, list[PhoneNumberMatch]]]:
+        """Presidio's search: one full matcher per region."""
+        return [(region, list(PhoneNumberMatcher(text, region, leniency=leniency, max_tries=max_tries)))
+                for region in self.supported_regions]
+
+    def _matches(self, text: str, leniency: int, max_tries: int = MAX_TRIES,
+                 ) -> list[tuple[str, list[PhoneNumberMatch]]]:
+        """The same matches as :meth:`_stock_matches` (regions without matches left out)."""
+        try:
+            probe = _Probe(text, leniency, max_tries)
+            for _ in probe:
+                raise _ProbeUnreliable  # the probe never matches: its parse cannot succeed
+        except _RegionRead as exc:  # read outside _parse_and_verify: not the audited matcher
+            raise _ProbeUnreliable from exc
+        if not probe.attempts:
+            return []
+        failed: set[tuple[str, str]] = set()
+        out: list[tuple[str, list[PhoneNumberMatch]]] = []
+        for region in self.supported_regions:
+            found = self._region_matches(text, region, leniency, probe.attempts, failed)
+            if found:
+                out.append((region, found))
+        return out
+
+    def _region_matches(self, text: str, region: str, leniency: int, attempts: list[_Attempt],
+                        failed: set[tuple[str, str]]) -> list[PhoneNumberMatch]:
+        needed = min(self._min_digits[region], self._international)
+        verifier: PhoneNumberMatcher | None = None
+        for attempt in attempts:
+            if attempt.digits < needed or (attempt.candidate, region) in failed:
+                continue  # provably fails for this region, as the probe's path assumes
+            if verifier is None:
+                verifier = PhoneNumberMatcher(text, region, leniency=leniency)
+            first = verifier._parse_and_verify(attempt.candidate, attempt.offset)
+            if first is None:
+                # Past the position checks (which the probe passed), the outcome depends
+                # only on the candidate and the region.
+                failed.add((attempt.candidate, region))
+                continue
+            rest = PhoneNumberMatcher(text, region, leniency=leniency, max_tries=attempt.tries)
+            rest._search_index = first.end  # where the region's own matcher continues
+            return [first, *rest]
+        return []
