@@ -11,10 +11,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from guard import __version__
 from guard.config import Settings, load
 from guard.errors import ConfigError
+
+if TYPE_CHECKING:
+    from guard.runtime import Runtime
 
 # Areas that add their own subcommands through ``register(subparsers)``.
 _AREA_CLIS = ("guard.auth.cli", "guard.policy.cli", "guard.audit.cli", "guard.pii.cli", "guard.certs", "guard.demo.cli")
@@ -30,17 +34,23 @@ def _load_or_report(path: str) -> Settings | None:
         return None
 
 
+def build_or_report(settings: Settings) -> Runtime | None:
+    """Build the runtime, or print every problem (missing key, broken policy, ...) and return None."""
+    from guard.runtime import build_runtime
+
+    try:
+        return build_runtime(settings)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return None
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _load_or_report(args.config)
     if settings is None:
         return 2
-    from guard.runtime import build_runtime
-
-    try:
-        build_runtime(settings)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+    if build_or_report(settings) is None:
         return 2
     print(f"{args.config}: OK ({len(settings.upstreams)} upstream(s): {', '.join(sorted(settings.upstreams))})")
     return 0
@@ -57,25 +67,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = replace(server, port=args.port)
     settings = replace(settings, server=server)
     from guard import logs
-    from guard.runtime import build_runtime
     from guard.server import serve
 
     logs.configure(settings.server.log_level)
     if args.workers > 1:
         from guard.workers import for_worker, supervise
 
-        try:  # validate once in the supervisor so a broken key or policy fails fast
-            build_runtime(for_worker(settings, 0, args.workers))
-        except ConfigError as exc:
-            for problem in exc.problems:
-                print(f"  - {problem}", file=sys.stderr)
+        # validate once in the supervisor so a broken key or policy fails fast
+        if build_or_report(for_worker(settings, 0, args.workers)) is None:
             return 2
         return supervise(settings, args.workers)
-    try:
-        runtime = build_runtime(settings)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+    runtime = build_or_report(settings)
+    if runtime is None:
         return 2
     serve(runtime)
     return 0

@@ -125,9 +125,7 @@ def instructions(port: int, tokens: dict[str, str], dev: Path) -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from guard import logs
-    from guard.cli import _load_or_report
-    from guard.errors import ConfigError
-    from guard.runtime import build_runtime
+    from guard.cli import _load_or_report, build_or_report
     from guard.server import serve
 
     try:
@@ -148,11 +146,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         return 0
     logs.configure("warning")
-    try:
-        runtime = build_runtime(settings)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
+    runtime = build_or_report(settings)
+    if runtime is None:
         return 2
     serve(runtime)
     return 0
