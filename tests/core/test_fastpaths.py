@@ -116,7 +116,7 @@ class _SilentUpstream:
 async def test_each_pending_call_times_out_at_its_own_deadline_and_answered_ones_never_do() -> None:
     client, upstream = _Client(), _SilentUpstream()
     relay = Relay(session=Session(SessionInfo(id="t", server="s", client_addr="x")), pipeline=Pipeline(),
-                  client=client, upstream=upstream, limits=RelayLimits(call_timeout=0.3))
+                  client=client, upstream=upstream, limits=RelayLimits(call_timeout=1.0))
     task = asyncio.create_task(relay.run())
     started = time.monotonic()
     sent_at = {}
@@ -125,8 +125,8 @@ async def test_each_pending_call_times_out_at_its_own_deadline_and_answered_ones
         client.inbox.put_nowait(json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
                                             "params": {"name": "slow"}}))
         await asyncio.sleep(0.1)
-    upstream.answer(2)  # answered in time: no timeout for it, ever
-    await asyncio.sleep(0.6)
+    upstream.answer(2)  # answered well before its deadline: no timeout for it, ever
+    await asyncio.sleep(1.5)
     await relay.shutdown(1000, "done")
     await task
     replies = {reply["id"]: (at, reply) for at, reply in client.sent}
@@ -135,7 +135,7 @@ async def test_each_pending_call_times_out_at_its_own_deadline_and_answered_ones
     for rid in (1, 3):
         at, reply = replies[rid]
         assert reply["error"]["code"] == ErrorCode.UPSTREAM_TIMEOUT
-        assert 0.25 <= at - sent_at[rid] <= 0.45, (rid, at - sent_at[rid])
+        assert 0.95 <= at - sent_at[rid] <= 1.4, (rid, at - sent_at[rid])
     cancelled = [m["params"]["requestId"] for m in upstream.received if m.get("method") == "notifications/cancelled"]
     assert sorted(cancelled) == [1, 3]
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 4
