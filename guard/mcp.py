@@ -7,7 +7,6 @@ with ``io.modelcontextprotocol/protocolVersion``, ``server/discover``).
 
 from __future__ import annotations
 
-import enum
 from typing import Any
 
 from guard.jsonrpc import Message
@@ -61,17 +60,6 @@ CLIENT_REQUESTS = frozenset(
 )
 SERVER_REQUESTS = frozenset({PING, SAMPLING_CREATE_MESSAGE, ELICITATION_CREATE, ROOTS_LIST})
 
-LIST_METHODS = frozenset({TOOLS_LIST, PROMPTS_LIST, RESOURCES_LIST, RESOURCES_TEMPLATES_LIST})
-"""Methods whose results enumerate what a caller may use (filtered by authorization)."""
-
-
-class Era(enum.Enum):
-    """Which protocol generation a message belongs to."""
-
-    LEGACY = "legacy"
-    MODERN = "modern"
-
-
 def is_known_method(method: str) -> bool:
     """True for methods defined by some MCP revision (``tasks/*`` and notifications included)."""
     return (
@@ -89,18 +77,13 @@ def meta_of(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def protocol_version_of(message: Message) -> str | None:
-    """The per-request protocol version of a modern-era request, if it carries one."""
-    version = meta_of(message.params).get(META_PROTOCOL_VERSION)
-    return version if isinstance(version, str) else None
-
-
-def era_of(message: Message) -> Era:
-    """Modern if the request carries ``_meta[io.modelcontextprotocol/protocolVersion]``.
+    """The per-request protocol version of a modern-era request, if it carries one.
 
     2026-07-28 ``basic/lifecycle``: every modern request carries the version in ``_meta``;
     legacy requests never do.
     """
-    return Era.MODERN if protocol_version_of(message) is not None else Era.LEGACY
+    version = meta_of(message.params).get(META_PROTOCOL_VERSION)
+    return version if isinstance(version, str) else None
 
 
 def target_of(method: str | None, params: dict[str, Any]) -> str | None:

@@ -124,10 +124,6 @@ class Relay:
         """Close the client connection after what is already queued (graceful drain)."""
         await self._close(code, reason)
 
-    @property
-    def info(self) -> Any:
-        return self._session.info
-
     async def run(self) -> tuple[int, str]:
         """Relay until the client leaves, the upstream dies, or a stage closes the session."""
         writer = asyncio.create_task(self._write_client(), name="to-client")

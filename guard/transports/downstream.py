@@ -12,12 +12,10 @@ class StarletteClient:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
-        self.close_code: int | None = None
 
     async def receive(self) -> str | bytes | None:
         message = await self._ws.receive()
         if message["type"] == "websocket.disconnect":
-            self.close_code = message.get("code")
             return None
         text = message.get("text")
         if text is not None:
@@ -29,7 +27,6 @@ class StarletteClient:
         await self._ws.send_text(text)
 
     async def close(self, code: int, reason: str) -> None:
-        self.close_code = code
         if self._ws.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
                 await self._ws.close(code, reason)

@@ -46,10 +46,6 @@ class StdioUpstream:
         self._stderr_task: asyncio.Task[None] | None = None
         self._write_lock = asyncio.Lock()
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
     async def start(self) -> None:
         s = self._settings
         if s.command is None:

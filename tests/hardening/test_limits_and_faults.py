@@ -10,14 +10,13 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.core.test_relay_bad_input import call, req, scripted
-from tests.support.guard_server import running_guard
+from tests.support.guard_server import free_port, guard_process, running_guard
 
 pytestmark = pytest.mark.slow
 
@@ -173,13 +172,6 @@ async def test_request_in_flight_is_not_idle() -> None:
         assert reply["id"] == 1 and "result" in reply
 
 
-def _guard_process(cfg_path: Path, port: int) -> Any:
-    return asyncio.create_subprocess_exec(
-        sys.executable, "-m", "guard.cli", "serve", "--config", str(cfg_path), "--port", str(port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )
-
-
 def write_config(tmp_path: Path, extra_server: str = "") -> Path:
     script = Path(__file__).resolve().parent.parent / "support" / "scripted_upstream.py"
     cfg = tmp_path / "guard.toml"
@@ -191,26 +183,9 @@ def write_config(tmp_path: Path, extra_server: str = "") -> Path:
     return cfg
 
 
-async def wait_port(port: int, proc: Any) -> None:
-    for _ in range(200):
-        if proc.returncode is not None:
-            raise RuntimeError(await proc.stderr.read())
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-            w.close()
-            return
-        except OSError:
-            await asyncio.sleep(0.05)
-    raise TimeoutError("guard did not start")
-
-
 async def test_sigterm_drains_in_flight_calls_then_exits_0(tmp_path: Path) -> None:
-    from tests.support.guard_server import free_port
-
     port = free_port()
-    proc = await _guard_process(write_config(tmp_path, "drain_timeout = 10"), port)
-    try:
-        await wait_port(port, proc)
+    async with guard_process(write_config(tmp_path, "drain_timeout = 10"), port) as proc:
         async with connect(f"ws://127.0.0.1:{port}/mcp/s", subprotocols=["mcp"]) as ws:
             await ws.send(json.dumps(req(1, "test/slow", {"seconds": 1.5})))
             await asyncio.sleep(0.3)
@@ -221,19 +196,11 @@ async def test_sigterm_drains_in_flight_calls_then_exits_0(tmp_path: Path) -> No
                 await asyncio.wait_for(ws.recv(), 10)
             assert info.value.rcvd is not None and info.value.rcvd.code in (1001, 1012)
         assert await asyncio.wait_for(proc.wait(), 20) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_sigterm_refuses_new_requests_while_draining(tmp_path: Path) -> None:
-    from tests.support.guard_server import free_port
-
     port = free_port()
-    proc = await _guard_process(write_config(tmp_path, "drain_timeout = 10"), port)
-    try:
-        await wait_port(port, proc)
+    async with guard_process(write_config(tmp_path, "drain_timeout = 10"), port) as proc:
         async with connect(f"ws://127.0.0.1:{port}/mcp/s", subprotocols=["mcp"]) as ws:
             await ws.send(json.dumps(req(1, "test/slow", {"seconds": 1.5})))
             await asyncio.sleep(0.3)
@@ -248,10 +215,6 @@ async def test_sigterm_refuses_new_requests_while_draining(tmp_path: Path) -> No
             assert "result" in answers[1]
             assert answers[2]["error"]["code"] == -31012
         assert await asyncio.wait_for(proc.wait(), 20) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def test_file_descriptor_headroom() -> None:

@@ -7,31 +7,16 @@ import contextlib
 import json
 import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from tests.core.test_relay_bad_input import call, req
-from tests.support.guard_server import free_port, running_guard
+from tests.support.guard_server import free_port, running_guard, ws_upstream_process
 
 pytestmark = pytest.mark.slow
-SUPPORT = Path(__file__).resolve().parent.parent / "support"
-
-
-@contextlib.asynccontextmanager
-async def ws_upstream(port: int, *flags: str) -> AsyncIterator[Any]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, str(SUPPORT / "ws_upstream.py"), str(port), *flags,
-                                                stdout=asyncio.subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        await asyncio.wait_for(proc.stdout.readline(), 10)
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def config(port: int, **upstream: Any) -> dict[str, Any]:
@@ -42,7 +27,7 @@ def config(port: int, **upstream: Any) -> dict[str, Any]:
 async def test_websocket_upstream_drop_fails_in_flight_then_resumes_legacy_session() -> None:
     port = free_port()
     async with running_guard(config(port)) as base:
-        async with ws_upstream(port, "--strict") as first:
+        async with ws_upstream_process(port, "--strict") as first:
             ws = await connect(f"{base}/mcp/ws", subprotocols=["mcp"])
             init = await call(ws, req(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
                                                         "clientInfo": {"name": "t", "version": "1"}}))
@@ -53,7 +38,7 @@ async def test_websocket_upstream_drop_fails_in_flight_then_resumes_legacy_sessi
             await asyncio.sleep(0.2)
             first.kill()
             await first.wait()
-            async with ws_upstream(port, "--strict"):
+            async with ws_upstream_process(port, "--strict"):
                 lost = json.loads(await asyncio.wait_for(ws.recv(), 10))
                 assert lost["id"] == 3 and lost["error"]["code"] == -31004
                 assert lost["error"]["data"] == {"reason": "upstream_reconnected"}
@@ -63,33 +48,17 @@ async def test_websocket_upstream_drop_fails_in_flight_then_resumes_legacy_sessi
             await ws.close()
 
 
-async def test_websocket_upstream_that_stays_down_ends_the_session_1011() -> None:
+@pytest.mark.parametrize("attempts", [2, 0], ids=["after-retries", "reconnect-disabled"])
+async def test_websocket_upstream_that_stays_down_ends_the_session_1011(attempts: int) -> None:
     port = free_port()
-    async with running_guard(config(port, reconnect_attempts=2)) as base:
-        async with ws_upstream(port) as only:
+    async with running_guard(config(port, reconnect_attempts=attempts)) as base:
+        async with ws_upstream_process(port) as only:
             ws = await connect(f"{base}/mcp/ws", subprotocols=["mcp"])
             await call(ws, req(1, "ping"))
             only.kill()
             await only.wait()
-        from websockets.exceptions import ConnectionClosed
-
         with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(ws.recv(), 10)
-        assert ws.close_code == 1011
-
-
-async def test_reconnect_disabled_ends_the_session_at_once() -> None:
-    port = free_port()
-    async with running_guard(config(port, reconnect_attempts=0)) as base:
-        async with ws_upstream(port) as only:
-            ws = await connect(f"{base}/mcp/ws", subprotocols=["mcp"])
-            await call(ws, req(1, "ping"))
-            only.kill()
-            await only.wait()
-        from websockets.exceptions import ConnectionClosed
-
-        with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(ws.recv(), 5)
+            await asyncio.wait_for(ws.recv(), 10 if attempts else 5)
         assert ws.close_code == 1011
 
 

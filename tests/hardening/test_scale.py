@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.hardening.test_limits_and_faults import wait_port
-from tests.support.guard_server import free_port
+from tests.support.guard_server import free_port, guard_process, ws_upstream_process
 
 pytestmark = pytest.mark.slow
 
 SESSIONS = 1000
-SUPPORT = Path(__file__).resolve().parent.parent / "support"
 
 
 def rss_of(pid: int) -> int:
@@ -29,21 +26,13 @@ def rss_of(pid: int) -> int:
 
 async def test_thousand_sessions_every_request_answered_once(tmp_path: Path) -> None:
     up_port, guard_port = free_port(), free_port()
-    upstream = await asyncio.create_subprocess_exec(
-        sys.executable, str(SUPPORT / "ws_upstream.py"), str(up_port), stdout=asyncio.subprocess.PIPE)
     cfg = tmp_path / "guard.toml"
     cfg.write_text(
         "[server]\nhost = \"127.0.0.1\"\nmax_connections_per_principal = 5000\nrate_limit = 0\n"
         "log_level = \"warning\"\n"
         f"[upstreams.ws]\nurl = \"ws://127.0.0.1:{up_port}/\"\n"
         "[auth]\nanonymous_servers = [\"ws\"]\n")
-    guard = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "guard.cli", "serve", "--config", str(cfg), "--port", str(guard_port),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    try:
-        assert upstream.stdout is not None
-        await asyncio.wait_for(upstream.stdout.readline(), 10)
-        await wait_port(guard_port, guard)
+    async with ws_upstream_process(up_port), guard_process(cfg, guard_port) as guard:
         idle_rss = rss_of(guard.pid)
         url = f"ws://127.0.0.1:{guard_port}/mcp/ws"
         sockets = []
@@ -75,12 +64,3 @@ async def test_thousand_sessions_every_request_answered_once(tmp_path: Path) -> 
         assert all(isinstance(e, TimeoutError | asyncio.TimeoutError) for e in extra)
         await asyncio.gather(*(ws.close() for ws in sockets))
         assert per_session < 100 * 1024  # target: <= 100 MB for 1,000 idle sessions
-    finally:
-        for proc in (guard, upstream):
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 20)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()

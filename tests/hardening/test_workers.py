@@ -15,8 +15,7 @@ from guard import devkeys
 from guard.audit.verify import verify
 from guard.crypto.signing import load_verify_key
 from tests.core.test_relay_bad_input import call, req
-from tests.hardening.test_limits_and_faults import wait_port
-from tests.support.guard_server import free_port
+from tests.support.guard_server import free_port, guard_process
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parent.parent / "support" / "scripted_upstream.py"
@@ -32,11 +31,7 @@ async def test_two_workers_serve_one_port_with_one_audit_chain_each(tmp_path: Pa
         "[auth]\nanonymous_servers = [\"s\"]\n"
         "[audit]\npath = \"audit/guard.jsonl\"\n"
         f"signing_key = {json.dumps(str(tmp_path / 'keys' / devkeys.AUDIT_PRIVATE_KEY))}\n")
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "guard.cli", "serve", "--config", str(cfg), "--workers", "2",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
-    try:
-        await wait_port(port, proc)
+    async with guard_process(cfg, port, "--workers", "2") as proc:
         await asyncio.sleep(2.0)  # both workers up
 
         async def one(i: int) -> int:
@@ -47,10 +42,6 @@ async def test_two_workers_serve_one_port_with_one_audit_chain_each(tmp_path: Pa
         assert sorted(await asyncio.gather(*(one(i) for i in range(20)))) == list(range(20))
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 40) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
     files = sorted(p.name for p in (tmp_path / "audit").iterdir())
     assert any(".worker-0" in f for f in files) and any(".worker-1" in f for f in files)
     key = load_verify_key(tmp_path / "keys" / devkeys.AUDIT_PUBLIC_KEY)

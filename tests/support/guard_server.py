@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from guard.config import Settings, parse
@@ -60,3 +62,50 @@ async def running_guard(settings: Settings | dict[str, Any], **overrides: Any) -
         settings = parse(settings)
     async with running_runtime(build_runtime(settings), **overrides) as base:
         yield base
+
+
+async def wait_port(port: int, proc: asyncio.subprocess.Process, attempts: int = 200) -> None:
+    """Wait until ``proc`` accepts TCP connections on ``port`` (its stderr is raised if it exits)."""
+    for _ in range(attempts):
+        if proc.returncode is not None:
+            detail = await proc.stderr.read() if proc.stderr is not None else b""
+            raise RuntimeError(detail.decode("utf-8", "replace"))
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise TimeoutError("guard did not start")
+
+
+@contextlib.asynccontextmanager
+async def guard_process(config: str | Path, port: int, *args: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``guard serve`` as a real separate process on ``port``; killed on exit if still running."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "guard.cli", "serve", "--config", str(config), "--port", str(port), *args,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await wait_port(port, proc)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def ws_upstream_process(port: int, *flags: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``tests/support/ws_upstream.py`` on ``port`` as a separate process; killed on exit."""
+    script = Path(__file__).resolve().parent / "ws_upstream.py"
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(script), str(port), *flags,
+                                                stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        await asyncio.wait_for(proc.stdout.readline(), 10)  # "ready"
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
