@@ -122,12 +122,9 @@ def build_runtime(settings: Settings) -> Runtime:
         runtime.key_events.append(Event(EventKind.KEYS_LOADED, details={
             "purpose": "pii", "key_ids": sorted(ring.secrets), "primary": ring.primary}))
     if audit is not None:
-        from guard.crypto.signing import load_signing_key
-
-        if settings.audit.signing_key is not None:
-            key_id = load_signing_key(settings.audit.signing_key).key_id
-            runtime.key_events.append(Event(EventKind.KEYS_LOADED, details={
-                "purpose": "audit-checkpoints", "key_ids": [key_id], "primary": key_id}))
+        key_id = audit.log.sink.config.key.key_id  # the key AuditStage.from_settings already loaded
+        runtime.key_events.append(Event(EventKind.KEYS_LOADED, details={
+            "purpose": "audit-checkpoints", "key_ids": [key_id], "primary": key_id}))
         runtime.starters.insert(0, audit.start)  # a log that cannot be opened stops guard from starting
         runtime.readiness.append(lambda: ("audit", audit.log.healthy, "writable" if audit.log.healthy else
                                           "cannot write the audit log"))

@@ -23,7 +23,6 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.applications import Starlette
@@ -47,7 +46,7 @@ from guard.relay import (
 from guard.runtime import Runtime
 from guard.session import Session
 from guard.tls import TLSWebSocketProtocol, client_cert_subject, server_ssl_context
-from guard.transports.base import create_upstream
+from guard.transports.base import create_upstream, probe_tcp
 from guard.transports.downstream import StarletteClient
 from guard.transports.handshake import protocol_with_deadline
 
@@ -232,15 +231,10 @@ async def upstream_reachable(settings: UpstreamSettings) -> tuple[bool, str]:
         command = settings.command or ""
         found = shutil.which(command) if os.sep not in command else (command if os.access(command, os.X_OK) else None)
         return (found is not None, "command found" if found else f"command not found: {command}")
-    parts = urlsplit(settings.url or "")
-    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
     try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port), 2.0)
+        await probe_tcp(settings.url or "", 2.0)
     except (OSError, TimeoutError) as exc:
         return False, f"cannot connect: {type(exc).__name__}"
-    writer.close()
-    with contextlib.suppress(Exception):
-        await writer.wait_closed()
     return True, "reachable"
 
 

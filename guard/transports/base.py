@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ssl
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from guard.config import UpstreamSettings
 from guard.jsonrpc import Message
@@ -44,3 +48,16 @@ def create_upstream(settings: UpstreamSettings, session_id: str, max_message_byt
     from guard.transports.http import StreamableHttpUpstream
 
     return StreamableHttpUpstream(settings, max_message_bytes)
+
+
+async def probe_tcp(url: str, timeout: float, tls: ssl.SSLContext | None = None) -> None:
+    """Open and close one connection to ``url``'s host and port (with the TLS handshake if ``tls``).
+
+    Raises ``OSError`` or ``TimeoutError`` when the endpoint cannot be reached.
+    """
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    _, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port, ssl=tls), timeout)
+    writer.close()
+    with contextlib.suppress(Exception):
+        await writer.wait_closed()

@@ -24,7 +24,6 @@ import contextlib
 import logging
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -34,6 +33,7 @@ from guard.config import UpstreamSettings
 from guard.errors import UpstreamClosed, UpstreamUnavailable
 from guard.jsonrpc import ErrorCode, Kind, Message, error_response, serialize
 from guard.tls import ssl_context_for
+from guard.transports.base import probe_tcp
 from guard.transports.sse import iter_events
 
 log = logging.getLogger("guard.upstream.http")
@@ -103,17 +103,10 @@ class StreamableHttpUpstream:
         """Consecutive POSTs that failed at the transport level; past ``reconnect_attempts`` the session ends."""
 
     async def start(self) -> None:
-        parts = urlsplit(self._url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(parts.hostname, port, ssl=self._tls), self._settings.connect_timeout
-            )
+            await probe_tcp(self._url, self._settings.connect_timeout, self._tls)
         except (OSError, TimeoutError) as exc:
             raise UpstreamUnavailable(f"cannot reach {self._settings.name}: {type(exc).__name__}") from exc
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
 
     # Sending -------------------------------------------------------------------------
 
