@@ -16,17 +16,14 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.core.test_relay_bad_input import call, req, scripted
-from tests.support.guard_server import free_port, guard_process, running_guard
+from tests.support.guard_server import free_port, guard_process, rss_of, running_guard
 
 pytestmark = pytest.mark.slow
 
 
 def rss_bytes() -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
+    """RSS of this process, which runs guard in its event loop."""
+    return rss_of(os.getpid())
 
 
 async def wait_for_file(path: Path, timeout: float = 10) -> str:

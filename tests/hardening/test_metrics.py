@@ -33,7 +33,7 @@ from guard.jsonrpc import parse as parse_message
 from guard.metrics import Metrics, MetricsStage, metrics_endpoint
 from guard.pipeline import Pipeline, Stage
 from guard.runtime import build_runtime
-from tests.support.guard_server import free_socket, running_runtime
+from tests.support.guard_server import free_port, free_socket, running_guard, running_runtime, serving
 
 SCRIPT = str(Path(__file__).resolve().parent.parent / "support" / "scripted_upstream.py")
 SESSION = SessionInfo(id="sess-1", server="demo", client_addr="127.0.0.1:1")
@@ -199,20 +199,9 @@ def test_each_metrics_object_has_its_own_registry() -> None:
 
 @contextlib.asynccontextmanager
 async def serve_app(app: Starlette) -> AsyncIterator[str]:
-    sock = free_socket()
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
+    async with serving(server, free_socket()) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 async def test_metrics_endpoint_requires_the_scrape_token_when_set() -> None:
@@ -265,7 +254,6 @@ async def test_metrics_token_from_config_protects_the_endpoint() -> None:
     import httpx
 
     from tests.core.test_relay_bad_input import scripted
-    from tests.support.guard_server import running_guard
 
     async with running_guard(scripted(metrics_token="scrape-me")) as base:
         http = base.replace("ws://", "http://")
@@ -280,7 +268,6 @@ async def test_readyz_reports_each_check_and_fails_for_an_unreachable_upstream(t
 
     from guard import devkeys
     from tests.core.test_relay_bad_input import scripted
-    from tests.support.guard_server import free_port, running_guard
 
     devkeys.generate_audit_key(tmp_path / "keys")
     cfg = scripted()

@@ -9,19 +9,11 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.support.guard_server import free_port, guard_process, ws_upstream_process
+from tests.support.guard_server import free_port, guard_process, rss_of, ws_upstream_process
 
 pytestmark = pytest.mark.slow
 
 SESSIONS = 1000
-
-
-def rss_of(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 async def test_thousand_sessions_every_request_answered_once(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from guard.context import MessageContext, Principal, Verdict
 from guard.errors import ConfigError
 from guard.pipeline import Pipeline
 from guard.runtime import build_runtime
-from tests.support.guard_server import free_socket, running_runtime
+from tests.support.guard_server import free_socket, running_runtime, serving
 
 SCRIPT = str(Path(__file__).resolve().parent.parent / "support" / "scripted_upstream.py")
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -285,19 +285,8 @@ async def https_upstream(dev: Dev, require_client_cert: bool = False) -> AsyncIt
     if require_client_cert:
         options.update(ssl_cert_reqs=ssl.CERT_REQUIRED, ssl_ca_certs=str(dev.good.ca_cert))
     server = uvicorn.Server(uvicorn.Config(echo_app(), **options))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(500):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        yield f"https://127.0.0.1:{sock.getsockname()[1]}/mcp"
-    finally:
-        server.should_exit = True
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(task, 10)
-        sock.close()
+    async with serving(server, sock) as port:
+        yield f"https://127.0.0.1:{port}/mcp"
 
 
 def upstream_config(url: str, **upstream: Any) -> dict[str, Any]:

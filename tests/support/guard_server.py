@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from guard.config import Settings, parse
 from guard.runtime import Runtime, build_runtime
 from guard.server import GuardServer, build_app, uvicorn_config
@@ -28,13 +30,8 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_runtime(runtime: Runtime, **overrides: Any) -> AsyncIterator[str]:
-    """Serve ``runtime`` on 127.0.0.1:<free port>; yields the base ``ws://`` URL."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    app = build_app(runtime)
-    config = uvicorn_config(app, runtime, host="127.0.0.1", port=port, **overrides)
-    server = GuardServer(config, app.state.guard)
+async def serving(server: uvicorn.Server, sock: socket.socket) -> AsyncIterator[int]:
+    """Run a uvicorn server on an already bound socket in this event loop; yields its port."""
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
@@ -45,14 +42,23 @@ async def running_runtime(runtime: Runtime, **overrides: Any) -> AsyncIterator[s
                 task.result()
             await asyncio.sleep(0.01)
         else:
-            raise RuntimeError("guard did not start")
-        app.state.guard.base_url = f"http://127.0.0.1:{port}"
-        yield f"ws://127.0.0.1:{port}"
+            raise RuntimeError("server did not start")
+        yield int(sock.getsockname()[1])
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(task, 10)
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def running_runtime(runtime: Runtime, **overrides: Any) -> AsyncIterator[str]:
+    """Serve ``runtime`` on 127.0.0.1:<free port>; yields the base ``ws://`` URL."""
+    sock = free_socket()
+    app = build_app(runtime)
+    config = uvicorn_config(app, runtime, host="127.0.0.1", port=sock.getsockname()[1], **overrides)
+    async with serving(GuardServer(config, app.state.guard), sock) as port:
+        yield f"ws://127.0.0.1:{port}"
 
 
 @contextlib.asynccontextmanager
@@ -109,3 +115,12 @@ async def ws_upstream_process(port: int, *flags: str) -> AsyncIterator[asyncio.s
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def rss_of(pid: int) -> int:
+    """Resident set size of a process, in bytes (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
