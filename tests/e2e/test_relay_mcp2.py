@@ -32,15 +32,16 @@ SCRIPT = [
     {"op": "list_prompts"},
     {"op": "call_tool", "name": "find_customer", "arguments": {"query": "Lovelace"}},
     {"op": "call_tool", "name": "list_customers"},
-    {"op": "call_tool", "name": "get_customer", "arguments": {"customer_id": "nope"}},
     {"op": "read_resource", "uri": "customers://directory"},
     {"op": "get_prompt", "name": "summarize_customer", "arguments": {"customer_id": "C001"}},
     {"op": "call_tool", "name": "draft_message", "arguments": {"customer_id": "C001", "topic": "renewal"}},
-    {"op": "call_tool", "name": "update_email",
-     "arguments": {"customer_id": "C002"}},
+    {"op": "call_tool", "name": "update_email", "arguments": {"customer_id": "C002"}},
     {"op": "call_tool", "name": "list_client_roots"},
     {"op": "call_tool", "name": "export_customers", "progress": True},
+    {"op": "call_tool", "name": "get_customer", "arguments": {"customer_id": "nope"}},  # a tool error
 ]
+BASIC = [*SCRIPT[:8], SCRIPT[-1]]
+"""Lists, calls, a resource, a prompt and a tool error: no server->client requests."""
 
 
 def stdio_config() -> dict[str, Any]:
@@ -120,8 +121,8 @@ async def test_streamable_http_upstream_equals_direct(mode: str) -> None:
     with demo_http_server() as http_url:
         cfg = {"upstreams": {"demo": {"url": http_url}}, "auth": {"anonymous_servers": ["demo"]}}
         async with through_guard(cfg) as url:
-            via = await direct.run_script(websocket_client(url), {"steps": SCRIPT[:9]}, mode=mode)
-        straight = await direct.run_script(http_url, {"steps": SCRIPT[:9]}, mode=mode)
+            via = await direct.run_script(websocket_client(url), {"steps": BASIC}, mode=mode)
+        straight = await direct.run_script(http_url, {"steps": BASIC}, mode=mode)
     assert "error" not in via, via
     assert normalize(via) == normalize(straight)
 

@@ -19,27 +19,14 @@ from typing import Any
 import pytest
 
 from tests.e2e.test_demo_direct import MCP1_PYTHON, ROOT, mcp1_ws_server, needs_mcp1, needs_node, run_cli
+from tests.e2e.test_relay_mcp2 import SCRIPT as DEMO_SCRIPT
+from tests.e2e.test_relay_mcp2 import stdio_config
 from tests.support.guard_server import running_guard
 
 pytestmark = pytest.mark.e2e
 
 EVERYTHING = str(ROOT / "tests/e2e/node/node_modules/@modelcontextprotocol/server-everything/dist/index.js")
 
-DEMO_SCRIPT = [
-    {"op": "list_tools"},
-    {"op": "list_resources"},
-    {"op": "list_resource_templates"},
-    {"op": "list_prompts"},
-    {"op": "call_tool", "name": "find_customer", "arguments": {"query": "Lovelace"}},
-    {"op": "call_tool", "name": "list_customers"},
-    {"op": "read_resource", "uri": "customers://directory"},
-    {"op": "get_prompt", "name": "summarize_customer", "arguments": {"customer_id": "C001"}},
-    {"op": "call_tool", "name": "draft_message", "arguments": {"customer_id": "C001", "topic": "renewal"}},
-    {"op": "call_tool", "name": "update_email", "arguments": {"customer_id": "C002"}},
-    {"op": "call_tool", "name": "list_client_roots"},
-    {"op": "call_tool", "name": "export_customers", "progress": True},
-    {"op": "call_tool", "name": "get_customer", "arguments": {"customer_id": "nope"}},
-]
 
 WS_SCRIPT = [
     {"op": "list_tools"},
@@ -61,11 +48,6 @@ EVERYTHING_SCRIPT = [
      "progress": True},
     {"op": "call_tool", "name": "get-roots-list", "arguments": {}},
 ]
-
-
-def demo_config() -> dict[str, Any]:
-    return {"upstreams": {"demo": {"command": sys.executable, "args": ["-m", "guard.demo"]}},
-            "auth": {"anonymous_servers": ["demo"]}}
 
 
 def strip_volatile(out: dict[str, Any]) -> dict[str, Any]:
@@ -100,7 +82,7 @@ async def test_mcp1_client_through_guard_websocket_upstream_equals_direct(tmp_pa
 
 @needs_mcp1
 async def test_mcp1_client_through_guard_to_demo_stdio() -> None:
-    async with running_guard(demo_config()) as base:
+    async with running_guard(stdio_config()) as base:
         code, out = await run_cli(str(MCP1_PYTHON), "tests/e2e/clients/mcp1_client.py", f"{base}/mcp/demo",
                                   script=DEMO_SCRIPT)
     assert code == 0, out
@@ -117,7 +99,7 @@ async def test_mcp1_client_through_guard_to_demo_stdio() -> None:
 async def test_typescript_client_through_guard_to_demo_equals_direct() -> None:
     _, straight = await run_cli("node", "tests/e2e/node/client.mjs", "--stdio", sys.executable, "-m", "guard.demo",
                                 script=DEMO_SCRIPT)
-    async with running_guard(demo_config()) as base:
+    async with running_guard(stdio_config()) as base:
         code, via = await run_cli("node", "tests/e2e/node/client.mjs", "--ws", f"{base}/mcp/demo", script=DEMO_SCRIPT)
     assert code == 0, via
     assert strip_volatile(via) == strip_volatile(straight)
