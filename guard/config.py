@@ -132,10 +132,6 @@ class Settings:
     source: Path | None = None
     """The file this was loaded from (``None`` when built in code)."""
 
-    @property
-    def base_dir(self) -> Path:
-        return self.source.parent if self.source is not None else Path.cwd()
-
 
 _SERVER_KEYS = {
     "host", "port", "max_message_bytes", "per_message_deflate", "max_in_flight", "log_level",
