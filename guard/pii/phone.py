@@ -30,6 +30,26 @@ path, making the same *attempts* (calls that reach the region) in the same order
    exactly where the region's own matcher would continue. Past the position checks (which
    every attempt passed in the probe) the outcome depends only on the candidate and the
    region, so a candidate repeated in the string is parsed once per region.
+
+   A match of a *whole* candidate (the matcher's first attempt on it) ends where the
+   probe's next candidate search starts, so the region's matcher goes on along the probe's
+   path: it skips the attempts the probe made inside that candidate (the region returned
+   before making them) and verifies the following ones the same way. Its retry budget is
+   then larger than the probe's (a match costs no try), which changes nothing as long as
+   the probe never ran out; if it did, or the match is an *inner* one (the region's search
+   resumes inside the candidate, off the probe's path), a real matcher resumes right after
+   the match with the region's exact remaining budget.
+4. **Shares** international attempts between regions: when ``parse(candidate, None)``
+   succeeds, the candidate starts with a plus sign followed by a valid country code (with
+   no region, ``parse`` accepts nothing else), so ``parse`` takes the same path for every
+   default region (the country code, not the region, picks the metadata) and VALID
+   verification reads only the parsed number and the candidate: the attempt is verified
+   once and its outcome holds for all regions.
+
+Presidio then re-parses every match of every region to name the number's region in the
+result's explanation, which guard drops; matches of several regions at the same span give
+equal results that ``remove_duplicates`` collapses. The re-parse is therefore done once per
+span.
 3. **Prunes** attempts per region by digit count: a valid number has at least
    :func:`min_valid_digits` digits in national format and at least
    :func:`min_international_digits` (6) with a country code, and parsing reads them from
@@ -146,16 +166,45 @@ class _StandInRegion:
         self._use()
 
 
-class _Attempt:
-    __slots__ = ("candidate", "digits", "offset", "tries")
+class _Outer:
+    """A candidate the matcher's search loop took (``_extract_match``)."""
 
-    def __init__(self, candidate: str, offset: int, tries: int) -> None:
+    __slots__ = ("spent", "tries")
+
+    def __init__(self, tries: int) -> None:
+        self.tries = tries
+        """The remaining ``max_tries`` when the loop took the candidate."""
+        self.spent = 0
+        """Tries the probe spent on the candidate (set when the probe is done)."""
+
+
+class _Attempt:
+    __slots__ = ("candidate", "digits", "international", "offset", "outer", "tries", "whole")
+
+    def __init__(self, candidate: str, offset: int, tries: int, outer: _Outer | None = None,
+                 whole: bool = False) -> None:
         self.candidate = candidate
         self.offset = offset
         self.tries = tries
         """The matcher's remaining ``max_tries`` when it made this attempt."""
+        self.outer = outer
+        """The candidate of the search loop this attempt belongs to."""
+        self.whole = whole
+        """Whether this is the attempt on that whole candidate (not an inner group)."""
         self.digits = len(_DIGIT_OR_LETTER.findall(candidate))
         """Upper bound on the digits ``parse`` can read from the candidate."""
+        self.international = _international(candidate)
+        """Whether the outcome is the same for every default region (module docstring, 4)."""
+
+
+def _international(candidate: str) -> bool:
+    if "+" not in candidate and "\uff0b" not in candidate:  # phonenumbers' _PLUS_CHARS
+        return False
+    try:
+        phonenumbers.parse(candidate, None, keep_raw_input=True)
+    except phonenumbers.NumberParseException:
+        return False
+    return True
 
 
 class _Probe(PhoneNumberMatcher):
@@ -165,13 +214,35 @@ class _Probe(PhoneNumberMatcher):
         self._stand_in = _StandInRegion()
         super().__init__(text, self._stand_in, leniency=leniency, max_tries=max_tries)  # type: ignore[arg-type]
         self.attempts: list[_Attempt] = []
+        self.outers: list[_Outer] = []
+        self._outer: _Outer | None = None
+        self._whole = False
+
+    def _extract_match(self, candidate: str, offset: int) -> PhoneNumberMatch | None:
+        self._outer = _Outer(self._max_tries)
+        self.outers.append(self._outer)
+        self._whole = True  # the next attempt, if any, is the one on the whole candidate
+        return super()._extract_match(candidate, offset)  # type: ignore[no-any-return]
+
+    def finish(self) -> None:
+        """Record the tries spent per candidate (after the probe ran to the end)."""
+        for outer, following in zip(self.outers, self.outers[1:], strict=False):
+            outer.spent = outer.tries - following.tries
+        if self.outers:
+            self.outers[-1].spent = self.outers[-1].tries - self._max_tries
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the retry budget ran out (the probe may have stopped early)."""
+        return bool(self._max_tries <= 0)
 
     def _parse_and_verify(self, candidate: str, offset: int) -> PhoneNumberMatch | None:
         self._stand_in.read = False
+        whole, self._whole = self._whole, False
         try:
             found = super()._parse_and_verify(candidate, offset)
         except _RegionRead:
-            self.attempts.append(_Attempt(candidate, offset, self._max_tries))
+            self.attempts.append(_Attempt(candidate, offset, self._max_tries, self._outer, whole))
             return None
         if found is not None or self._stand_in.read:
             raise _ProbeUnreliable
@@ -213,9 +284,13 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
             matches = self._stock_matches(text, leniency)
         results: list[RecognizerResult] = []
         make_result: Any = self._get_recognizer_result
+        seen: set[tuple[int, int]] = set()  # equal results of several regions (module docstring)
         for searched, found in matches:  # Presidio PhoneRecognizer.analyze, from here on
             region: str | None = searched  # Presidio reuses its loop variable for the found region
             for match in found:
+                if (match.start, match.end) in seen:
+                    continue
+                seen.add((match.start, match.end))
                 try:
                     parsed = phonenumbers.parse(text[match.start:match.end])
                     region = phonenumbers.region_code_for_number(parsed)
@@ -241,30 +316,49 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
             raise _ProbeUnreliable from exc
         if not probe.attempts:
             return []
-        failed: set[tuple[str, str]] = set()
+        probe.finish()
+        failed: set[tuple[str, str | None]] = set()
+        shared: dict[tuple[int, str], PhoneNumberMatch] = {}
         out: list[tuple[str, list[PhoneNumberMatch]]] = []
         for region in self.supported_regions:
-            found = self._region_matches(text, region, leniency, probe.attempts, failed)
+            found = self._region_matches(text, region, leniency, probe, failed, shared)
             if found:
                 out.append((region, found))
         return out
 
-    def _region_matches(self, text: str, region: str, leniency: int, attempts: list[_Attempt],
-                        failed: set[tuple[str, str]]) -> list[PhoneNumberMatch]:
+    def _region_matches(self, text: str, region: str, leniency: int, probe: _Probe,
+                        failed: set[tuple[str, str | None]], shared: dict[tuple[int, str], PhoneNumberMatch],
+                        ) -> list[PhoneNumberMatch]:
         needed = min(self._min_digits[region], self._international)
         verifier: PhoneNumberMatcher | None = None
-        for attempt in attempts:
-            if attempt.digits < needed or (attempt.candidate, region) in failed:
+        found: list[PhoneNumberMatch] = []
+        matched: _Outer | None = None  # the candidate this region matched whole
+        saved = 0  # tries the probe spent on candidates this region matched (it spent none)
+        for attempt in probe.attempts:
+            if attempt.outer is matched:
+                continue  # the region returned its whole-candidate match before this attempt
+            # Past the position checks (which the probe passed), the outcome depends only on
+            # the candidate and the region, and for international candidates not on the region.
+            key = None if attempt.international else region
+            if attempt.digits < needed or (attempt.candidate, key) in failed:
                 continue  # provably fails for this region, as the probe's path assumes
-            if verifier is None:
-                verifier = PhoneNumberMatcher(text, region, leniency=leniency)
-            first = verifier._parse_and_verify(attempt.candidate, attempt.offset)
-            if first is None:
-                # Past the position checks (which the probe passed), the outcome depends
-                # only on the candidate and the region.
-                failed.add((attempt.candidate, region))
+            match = shared.get((attempt.offset, attempt.candidate)) if attempt.international else None
+            if match is None:
+                if verifier is None:
+                    verifier = PhoneNumberMatcher(text, region, leniency=leniency)
+                match = verifier._parse_and_verify(attempt.candidate, attempt.offset)
+                if match is None:
+                    failed.add((attempt.candidate, key))
+                    continue
+                if attempt.international:
+                    shared[(attempt.offset, attempt.candidate)] = match
+            found.append(match)
+            if attempt.whole and attempt.outer is not None and not probe.exhausted:
+                matched = attempt.outer  # the search resumes where the probe's did: stay on its path
+                saved += attempt.outer.spent
                 continue
-            rest = PhoneNumberMatcher(text, region, leniency=leniency, max_tries=attempt.tries)
-            rest._search_index = first.end  # where the region's own matcher continues
-            return [first, *rest]
-        return []
+            rest = PhoneNumberMatcher(text, region, leniency=leniency, max_tries=attempt.tries + saved)
+            rest._search_index = match.end  # where the region's own matcher continues
+            found.extend(rest)
+            return found
+        return found

@@ -24,7 +24,7 @@ from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 from guard.pii import phone
 from guard.pii.engine import result_key
 from guard.pii.phone import PrunedPhoneRecognizer, _Probe, min_international_digits, min_valid_digits
-from tests.pii.machine_data import EXAMPLE_PHONES, PRESIDIO_PHONES, machine_text
+from tests.pii.machine_data import EXAMPLE_PHONES, PRESIDIO_PHONES, machine_text, mutated_phones
 
 FAST = PrunedPhoneRecognizer()
 STOCK = PhoneRecognizer()
@@ -102,6 +102,40 @@ def test_probe_detects_a_library_that_swallows_region_reads(monkeypatch: pytest.
     with pytest.raises(phone._ProbeUnreliable):
         FAST._matches("call 212-555-0187", 1)
     assert FAST.analyze("call 212-555-0187", ["PHONE_NUMBER"]) == []  # the stock loop, under the same parse
+
+
+# -- international attempts: one verification stands for every region --------------------------
+
+plus_candidates = st.one_of(
+    st.sampled_from([p for p in EXAMPLE_PHONES if p.startswith("+")]),
+    mutated_phones().map(lambda p: p if p.startswith("+") else "+" + p),
+    # Digits after the plus that are no country code but an IDD of some region (00, 011,
+    # 0011...): parse retries them with the default region, which makes them regional.
+    st.tuples(st.sampled_from(["+", "++", "\uff0b", "+0", "+00", "+011", "+0011", "+014", "+ 00 "]),
+              st.sampled_from(["44 20 7946 0958", "1 212 555 0187", "49 30 901820", "972 3 123 4567",
+                               "999 123 4567", "2125550187", "0 20 7946 0958", "800 1234 5678"]))
+    .map("".join),
+)
+
+
+@_slow_ok(400)
+@given(plus_candidates)
+def test_international_attempts_have_the_same_outcome_in_every_region(candidate: str) -> None:
+    def outcome(region: str) -> Any:
+        match = PhoneNumberMatcher(candidate, region, leniency=1)._parse_and_verify(candidate, 0)
+        return None if match is None else (match.start, match.end, str(match.number), repr(match.number))
+
+    outcomes = {region: outcome(region) for region in FAST.supported_regions}
+    if phone._international(candidate):
+        assert len(set(outcomes.values())) == 1, (candidate, outcomes)
+
+
+def test_international_is_decided_by_a_region_less_parse() -> None:
+    assert phone._international("+1 (212) 555-0187")
+    assert phone._international("\uff0b44 20 7946 0958")
+    assert not phone._international("020 7946 0958")  # national: every region reads it its own way
+    assert not phone._international("+0044 20 7946 0958")  # an IDD after the plus: GB reads it, US does not
+    assert not phone._international("+999 123 4567")
 
 
 # -- the digit-count bound: provably-failing attempts are never parsed ---------------------------
