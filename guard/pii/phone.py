@@ -222,7 +222,7 @@ class _Probe(PhoneNumberMatcher):
         self._outer = _Outer(self._max_tries)
         self.outers.append(self._outer)
         self._whole = True  # the next attempt, if any, is the one on the whole candidate
-        return super()._extract_match(candidate, offset)  # type: ignore[no-any-return]
+        return super()._extract_match(candidate, offset)
 
     def finish(self) -> None:
         """Record the tries spent per candidate (after the probe ran to the end)."""
