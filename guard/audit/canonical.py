@@ -46,6 +46,39 @@ def canonical_unchecked(record: Any) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
 
 
+_PLACEHOLDER = b'"chain":{"prev":"","seq":-1}'
+"""``guard.chain`` of a template, as serialized (``prev`` sorts before ``seq``)."""
+
+
+def template(record: dict[str, Any]) -> bytes | None:
+    """The canonical bytes of ``record`` with ``guard.chain`` still to be filled in.
+
+    Lets the event loop serialize a record as soon as it is built (a bytes object is not
+    tracked by the garbage collector; a queue of record dicts is) while the writer, which
+    alone knows the chain, only fills in ``seq`` and ``prev`` (:func:`chained`). Sets a
+    placeholder ``guard.chain`` in ``record``. Returns ``None`` when the placeholder's bytes
+    do not occur exactly once (a key named ``chain`` elsewhere with the same value: the
+    caller then queues the dict itself). Raises ``TypeError`` if the record cannot be
+    serialized.
+
+    Inside a JSON string every ``"`` is escaped, so the placeholder's bytes can only be an
+    object member; occurring once, it is ``guard.chain``.
+    """
+    record.setdefault("guard", {})["chain"] = {"prev": "", "seq": -1}
+    line = orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
+    return line if line.count(_PLACEHOLDER) == 1 else None
+
+
+def chained(template_bytes: bytes, seq: int, prev: str) -> bytes:
+    """A :func:`template` with ``guard.chain`` set: the record's canonical bytes.
+
+    Equal to :func:`canonical_unchecked` of the record with ``guard.chain`` =
+    ``{"seq": seq, "prev": prev}`` (``prev`` is lowercase hex, which needs no escaping).
+    """
+    chain = b'"chain":{"prev":"%s","seq":%d}' % (prev.encode("ascii"), seq)
+    return template_bytes.replace(_PLACEHOLDER, chain, 1)
+
+
 def digest(canonical_bytes: bytes) -> str:
     """SHA-256 of canonical bytes, lowercase hex (the chain hash)."""
     return hashlib.sha256(canonical_bytes).hexdigest()

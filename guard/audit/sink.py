@@ -26,6 +26,7 @@ import datetime as dt
 import os
 import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +34,7 @@ from typing import Any, Literal
 import orjson
 
 from guard.audit import schema
-from guard.audit.canonical import GENESIS, canonical_unchecked, digest, rfc3339
+from guard.audit.canonical import GENESIS, canonical_unchecked, chained, digest, rfc3339
 from guard.audit.checkpoint import external_line, make_checkpoint
 from guard.audit.schema import Clock, IdFactory
 from guard.crypto.signing import SigningKey
@@ -162,8 +163,10 @@ class FileSink:
 
     # -- writing --------------------------------------------------------------------
 
-    def write(self, records: list[dict[str, Any]], *, sync: bool) -> None:
+    def write(self, records: Sequence[dict[str, Any] | bytes], *, sync: bool) -> None:
         """Chain and append ``records`` in order (rotating/checkpointing as due).
+
+        A record is a dict or its :func:`~guard.audit.canonical.template` bytes.
 
         ``sync`` asks for ``fsync`` under the ``denials`` policy. Raises
         :class:`SinkWriteError` telling how many records did reach the OS.
@@ -224,15 +227,18 @@ class FileSink:
 
     # -- internals ------------------------------------------------------------------
 
-    def _append(self, record: dict[str, Any]) -> None:
+    def _append(self, record: dict[str, Any] | bytes) -> None:
         tx = self._tx
         seq = tx.seq + 1
-        record.setdefault("guard", {})["chain"] = {"seq": seq, "prev": tx.head}
-        try:
-            line = canonical_unchecked(record)
-        except TypeError:
-            # A record guard built badly must not stop the log: record the fact, not the value.
-            line = canonical_unchecked(self._unserializable(record, seq, tx.head))
+        if isinstance(record, bytes):
+            line = chained(record, seq, tx.head)
+        else:
+            record.setdefault("guard", {})["chain"] = {"seq": seq, "prev": tx.head}
+            try:
+                line = canonical_unchecked(record)
+            except TypeError:
+                # A record guard built badly must not stop the log: record the fact, not the value.
+                line = canonical_unchecked(self._unserializable(record, seq, tx.head))
         tx.head = digest(line)
         tx.seq = seq
         tx.since_checkpoint += 1

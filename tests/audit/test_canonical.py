@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from guard.audit.canonical import canonical, digest, parse_rfc3339, rfc3339
+from guard.audit.canonical import GENESIS, canonical, chained, digest, parse_rfc3339, rfc3339, template
 
 _scalars = st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**63 - 1) | st.text()
 _values = st.recursive(
@@ -30,6 +30,38 @@ def test_canonical_equals_the_documented_stdlib_form(record: dict[str, Any]) -> 
     except UnicodeEncodeError:
         return  # lone surrogates: records never carry them (schema.text escapes them)
     assert canonical(record) == expected
+
+
+_hex = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+_tricky = st.sampled_from(['"chain":{"prev":"","seq":-1}', '{"prev":"","seq":-1}', "chain", '"', "\\"])
+
+
+@given(st.dictionaries(st.text(max_size=8) | _tricky, _values | _tricky, max_size=6),
+       st.dictionaries(st.text(max_size=8) | _tricky, _values | _tricky, max_size=4),
+       st.integers(1, 2**40), _hex | st.just(GENESIS))
+def test_a_filled_template_is_the_canonical_record(record: dict[str, Any], guard: dict[str, Any], seq: int,
+                                                    prev: str) -> None:
+    # What the writer writes from the loop's template equals what it would write from the
+    # dict: the record's canonical bytes with guard.chain set.
+    record["guard"] = guard
+    try:
+        line = template(record)
+    except TypeError:
+        return
+    expected = dict(record, guard=dict(guard, chain={"seq": seq, "prev": prev}))
+    if line is None:  # only when the placeholder's bytes also occur elsewhere
+        assert canonical(record).count(b'"chain":{"prev":"","seq":-1}') > 1
+        return
+    assert chained(line, seq, prev) == canonical(expected)
+
+
+def test_a_placeholder_lookalike_elsewhere_makes_the_dict_queue_instead() -> None:
+    record: dict[str, Any] = {"a": {"chain": {"prev": "", "seq": -1}}, "guard": {}}
+    assert template(record) is None
+    record = {"a": '"chain":{"prev":"","seq":-1}', "guard": {"x": 1}}  # inside a string: escaped
+    line = template(record)
+    assert line is not None and chained(line, 7, GENESIS) == canonical(
+        {"a": '"chain":{"prev":"","seq":-1}', "guard": {"x": 1, "chain": {"seq": 7, "prev": GENESIS}}})
 
 
 def test_floats_are_refused_so_number_formatting_cannot_differ() -> None:
