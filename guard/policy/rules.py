@@ -61,6 +61,13 @@ class Rule:
     obj: Glob
     allow: bool
     cond: Condition | None
+    described: str = field(init=False)
+    """What ``Decision.rule`` records: the line, prefixed with ``builtin: `` for built-ins
+    (computed once: it is recorded for every decision)."""
+
+    def __post_init__(self) -> None:
+        described = f"builtin: {self.text}" if self.source == BUILTIN_SOURCE else self.text
+        object.__setattr__(self, "described", described)
 
     @property
     def fields(self) -> tuple[str, str, str, str, str, str]:
@@ -79,11 +86,6 @@ class Rule:
     @property
     def location(self) -> str:
         return BUILTIN_SOURCE if self.source == BUILTIN_SOURCE else f"{self.source}:{self.line}"
-
-    @property
-    def described(self) -> str:
-        """What ``Decision.rule`` records: the line, prefixed with ``builtin: `` for built-ins."""
-        return f"builtin: {self.text}" if self.source == BUILTIN_SOURCE else self.text
 
 
 @dataclass(frozen=True, slots=True)
