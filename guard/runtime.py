@@ -121,6 +121,10 @@ def build_runtime(settings: Settings) -> Runtime:
         ring = pii.protector.keyring
         runtime.key_events.append(Event(EventKind.KEYS_LOADED, details={
             "purpose": "pii", "key_ids": sorted(ring.secrets), "primary": ring.primary}))
+    if pii is not None:
+        runtime.starters.append(pii.start)  # guard serves only once an analyzer is ready
+        analysis = pii.analysis
+        runtime.readiness.append(lambda: ("pii", *analysis.ready()))
     if audit is not None:
         key_id = audit.log.sink.config.key.key_id  # the key AuditStage.from_settings already loaded
         runtime.key_events.append(Event(EventKind.KEYS_LOADED, details={

@@ -13,8 +13,12 @@ Durability contract:
 * ``append(record, durable=True)`` returns only after the record reached the OS
   (and ``fsync`` when the policy says so). The audit stage uses it for every
   rejection, so a denial is on disk before the client hears about it.
-* other records are written as soon as the writer gets to them; a full queue makes
-  ``append`` wait (backpressure, never a silent drop).
+* other records are written as soon as the writer gets to them, gathered for at most
+  ``batch_delay`` (10 ms) first: every hand-over to the file thread costs CPU (measured
+  ~57 us per round trip on a 2-core VM), so at moderate rates one hand-over per record
+  would cost more than the record. A durable record, a flush, a full batch or shutdown
+  ends the wait at once. A full queue makes ``append`` wait (backpressure, never a
+  silent drop).
 * when a write fails (disk full, file gone, permission lost) the log is *failed*:
   ``append`` raises :class:`AuditUnavailable` at once, so the stage can fail closed;
   records not yet written are kept in memory (bounded by ``queue_size``) and written
@@ -90,6 +94,7 @@ class AuditLog:
         *,
         queue_size: int = 10_000,
         max_batch: int = 2048,
+        batch_delay: float = 0.010,
         retry_interval: float = 1.0,
         now: Clock = time.time,
         monotonic: Clock = time.monotonic,
@@ -98,6 +103,9 @@ class AuditLog:
         self.sink = sink
         self.queue_size = queue_size
         self._max_batch = max_batch
+        self._batch_delay = batch_delay
+        self._gathering: asyncio.Future[None] | None = None
+        """Set while the writer gathers a batch; resolving it ends the wait."""
         self._retry_interval = retry_interval
         self._now = now
         self._mono = monotonic
@@ -176,6 +184,7 @@ class AuditLog:
             return
         if self._task is not None and not self._task.done():
             await self._queue.put(_STOP)
+            self._stop_gathering()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._failed and not self._dead:
@@ -211,6 +220,8 @@ class AuditLog:
         if durable:
             done = asyncio.get_running_loop().create_future()
         await self._queue.put(_Entry(_queued(record), done))
+        if done is not None or self._queue.qsize() >= self._max_batch:
+            self._stop_gathering()
         if done is not None:
             await done
 
@@ -234,9 +245,25 @@ class AuditLog:
 
     # -- writer ---------------------------------------------------------------------
 
+    def _stop_gathering(self) -> None:
+        if self._gathering is not None and not self._gathering.done():
+            self._gathering.set_result(None)
+
+    async def _gather(self) -> None:
+        """Let records accumulate for up to ``batch_delay`` (see the module docstring)."""
+        loop = asyncio.get_running_loop()
+        self._gathering = loop.create_future()
+        timer = loop.call_later(self._batch_delay, self._stop_gathering)
+        try:
+            await self._gathering
+        finally:
+            timer.cancel()
+            self._gathering = None
+
     async def _flush_queue(self) -> None:
         marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Entry({}, marker))
+        self._stop_gathering()
         with contextlib.suppress(AuditError):
             await marker
 
@@ -253,6 +280,8 @@ class AuditLog:
                     continue
                 if entry is _STOP:
                     return
+                if entry.done is None and self._batch_delay > 0 and self._queue.qsize() < self._max_batch:
+                    await self._gather()
                 batch = [entry]
                 while len(batch) < self._max_batch:
                     try:

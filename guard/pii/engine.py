@@ -44,8 +44,6 @@ thresholds are applied later by the rules.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +84,7 @@ from spacy.language import Language
 from spacy.tokens import Doc
 
 from guard.errors import PIIError
+from guard.pii.analysis import context_words as context_words  # re-exported
 from guard.pii.phone import PrunedPhoneRecognizer
 from guard.pii.rules import RecognizerSpec
 
@@ -392,64 +391,6 @@ class Analyzer:
         results: list[RecognizerResult] = self.reference.analyze(
             text=text, language=LANGUAGE, context=list(context) if context else None)
         return results
-
-
-_CAMEL = regex.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-_INDEX = regex.compile(r"(\[\d+\]|<json>|<base64>)+$")
-_LAST_KEY = regex.compile(r"(?:\.([A-Za-z_][A-Za-z0-9_]*)|\[(\"(?:[^\"\\]|\\.)*\")\])$")
-_WORD_SPLIT = regex.compile(r"[^\p{L}\p{N}]+")
-_IDENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
-_ASCII_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
-
-
-def context_words(path: str) -> tuple[str, ...]:
-    """Words of the JSON key holding a leaf: ``$.a.card_number`` -> ``("card", "number")``.
-
-    List indices and ``<json>``/``<base64>`` markers are skipped (``$.phones[2]`` ->
-    ``("phones",)``); camelCase is split (``homePhone`` -> ``("home", "phone")``). Runs for
-    every leaf, so the common shapes (a path ending in ``.identifier``) are handled with
-    string operations; :func:`_context_words_regex` is the definition and handles the rest.
-    """
-    if path.endswith("\n"):
-        return _context_words_regex(path)  # ``$`` also matches before a final newline
-    end = len(path)
-    while True:
-        if path.endswith("]", 0, end):
-            opening = path.rfind("[", 0, end - 1)
-            if opening < 0 or not path[opening + 1:end - 1].isdecimal():  # ``\d`` is Nd, as isdecimal
-                break
-            end = opening
-        elif path.endswith("<json>", 0, end):
-            end -= len("<json>")
-        elif path.endswith("<base64>", 0, end):
-            end -= len("<base64>")
-        else:
-            break
-    if path.endswith("\n", 0, end):
-        return _context_words_regex(path)
-    start = end
-    while start > 0 and path[start - 1] in _IDENT_CHARS:
-        start -= 1
-    if start == end:
-        return _context_words_regex(path[:end]) if path.endswith('"]', 0, end) else ()
-    if start == 0 or path[start - 1] != "." or path[start].isdigit():
-        return ()
-    key = path[start:end]
-    if not key.islower():
-        key = _ASCII_CAMEL.sub(" ", key).lower()
-    return tuple(w for w in key.replace("_", " ").split(" ") if w)
-
-
-def _context_words_regex(path: str) -> tuple[str, ...]:
-    trimmed = _INDEX.sub("", path)
-    m = _LAST_KEY.search(trimmed)
-    if m is None:
-        return ()
-    key = m.group(1)
-    if key is None:
-        key = str(json.loads(m.group(2)))
-    spaced = _CAMEL.sub(" ", key)
-    return tuple(w for w in _WORD_SPLIT.split(spaced.lower()) if w)
 
 
 def result_key(result: RecognizerResult) -> tuple[str, int, int, float]:

@@ -5,7 +5,10 @@ Two steps, so that the stage can ask the authorizer about reveals in between:
 1. :meth:`Protector.scan` walks the payload (:mod:`guard.pii.walker`), analyzes every
    user-data string (:class:`~guard.pii.engine.Analyzer`), resolves the rule for each
    finding (:class:`~guard.pii.rules.PIIRules`) and, for client-to-server messages, opens
-   every protected-value token (a token that does not open fails closed).
+   every protected-value token (a token that does not open fails closed). It is
+   :meth:`~Protector.collect` (the walk: which strings to analyze), the analysis, and
+   :meth:`~Protector.plan` (rules and tokens), so that the analysis can run elsewhere
+   (:mod:`guard.pii.pool`: analyzer processes) while the rest stays in guard's process.
 2. :meth:`Protector.apply` gets the reveal decisions per entity type and produces the
    rewritten payload, the findings for audit (never values), or a rejection.
 
@@ -20,17 +23,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from presidio_analyzer import RecognizerResult
+from typing import TYPE_CHECKING, Any
 
 from guard.context import Finding
 from guard.crypto.aead import InvalidField, KeyRing, RandomSource
 from guard.jsonrpc import ErrorCode, Kind
-from guard.pii.engine import Analyzer, context_words
+from guard.pii.analysis import Detection, Item, TextAnalyzer, analyze_items, context_words
 from guard.pii.rules import ActionSpec, PIIRules
 from guard.pii.tokens import TOKEN_LIKE_RE, Binding, apply_action, open_token
 from guard.pii.walker import has_user_data, transform
+
+if TYPE_CHECKING:
+    from guard.pii.engine import Analyzer
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,19 @@ class Scan:
 
 
 @dataclass
+class Collected:
+    """What :meth:`Protector.collect` found to analyze in one payload."""
+
+    scan: Scan
+    leaves: list[tuple[str, str]]
+    """Every user-data string and its JSON path, in visiting order."""
+    items: list[Item]
+    """The distinct (string, context words) pairs to analyze."""
+    index: list[int]
+    """For each leaf, the position of its item in ``items``."""
+
+
+@dataclass
 class Outcome:
     payload: dict[str, Any] | None
     """The rewritten payload, or ``None`` when nothing changed (or rejected)."""
@@ -112,8 +129,10 @@ def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
 class Protector:
     """Scans and rewrites payloads. Thread-safe; holds no per-message state."""
 
-    def __init__(self, analyzer: Analyzer, rules: PIIRules, keyring: KeyRing | None, deployment_id: str,
-                 bind_tenant: bool = False, random: RandomSource = os.urandom) -> None:
+    def __init__(self, analyzer: Analyzer | TextAnalyzer | None, rules: PIIRules, keyring: KeyRing | None,
+                 deployment_id: str, bind_tenant: bool = False, random: RandomSource = os.urandom) -> None:
+        """``analyzer`` may be ``None`` when analysis runs elsewhere (then only
+        :meth:`collect`, :meth:`plan` and :meth:`apply` are used)."""
         if keyring is None and rules.uses_keys():
             raise ValueError("the PII rules use hash/encrypt/tokenize but no key ring is configured")
         self.analyzer = analyzer
@@ -133,26 +152,47 @@ class Protector:
 
     def scan(self, payload: dict[str, Any], kind: Kind, method: str | None, to_client: bool, server: str,
              tool: str | None, tenant: str | None = None) -> Scan:
-        scan = Scan(payload, kind, method, to_client, server, tool, self.binding(tenant))
-        texts: list[tuple[str, str]] = []
+        """Walk, analyze (with this protector's analyzer, in this thread) and plan."""
+        if self.analyzer is None:
+            raise ValueError("this protector has no analyzer: use collect/plan with an analysis pool")
+        collected = self.collect(payload, kind, method, to_client, server, tool, tenant)
+        return self.plan(collected, analyze_items(self.analyzer, collected.items))
 
-        def collect(text: str, path: str) -> str:
-            texts.append((text, path))
+    def collect(self, payload: dict[str, Any], kind: Kind, method: str | None, to_client: bool, server: str,
+                tool: str | None, tenant: str | None = None) -> Collected:
+        """The user-data strings of ``payload`` and the distinct items to analyze."""
+        scan = Scan(payload, kind, method, to_client, server, tool, self.binding(tenant))
+        leaves: list[tuple[str, str]] = []
+
+        def visit(text: str, path: str) -> str:
+            leaves.append((text, path))
             return text
 
-        transform(payload, kind, method, to_client, collect, self.rules.scan_blobs)
-        scan.leaf_count = len(texts)
-        cache: dict[tuple[str, tuple[str, ...]], list[RecognizerResult]] = {}
-        for index, (text, path) in enumerate(texts):
-            tokens = self._tokens(text, scan.binding) if not to_client else []
-            words = context_words(path)
-            results = cache.get((text, words))
-            if results is None:
-                results = self.analyzer.analyze(text, words)
-                cache[(text, words)] = results
+        transform(payload, kind, method, to_client, visit, self.rules.scan_blobs)
+        scan.leaf_count = len(leaves)
+        items: list[Item] = []
+        positions: dict[Item, int] = {}
+        index: list[int] = []
+        for text, path in leaves:
+            item = (text, context_words(path))
+            position = positions.get(item)
+            if position is None:
+                position = positions[item] = len(items)
+                items.append(item)
+            index.append(position)
+        return Collected(scan, leaves, items, index)
+
+    def plan(self, collected: Collected, detections: list[list[Detection]]) -> Scan:
+        """The scan: rules resolved for ``detections`` (one list per item), tokens opened."""
+        if len(detections) != len(collected.items):
+            raise ValueError("one list of detections per item is required")
+        scan = collected.scan
+        for position, ((text, path), item) in enumerate(zip(collected.leaves, collected.index, strict=True)):
+            tokens = self._tokens(text, scan.binding) if not scan.to_client else []
+            results = detections[item]
             spans = self._spans(results, tokens, scan) if results else []
             if spans or tokens:
-                scan.leaves[index] = LeafPlan(path, text, spans, tokens)
+                scan.leaves[position] = LeafPlan(path, text, spans, tokens)
         return scan
 
     def _tokens(self, text: str, binding: Binding) -> list[TokenRef]:
@@ -169,7 +209,7 @@ class Protector:
                 refs.append(TokenRef(m.start(), m.end(), _claimed_entity(m.group(0)), None))
         return refs
 
-    def _spans(self, results: list[RecognizerResult], tokens: list[TokenRef], scan: Scan) -> list[Span]:
+    def _spans(self, results: list[Detection], tokens: list[TokenRef], scan: Scan) -> list[Span]:
         candidates: list[Span] = []
         for r in results:
             if any(_overlaps((r.start, r.end), (t.start, t.end)) for t in tokens):

@@ -11,7 +11,7 @@
     keyring_env = "GUARD_PII_KEYRING"   # env var holding the key ring JSON
     nlp_model = ""                      # "" = blank tokenizer; or an installed spaCy model
     timeout = 2.0                       # seconds per message (then PII_UNAVAILABLE)
-    workers = 2                         # analyzer threads
+    workers = 2                         # analyzer processes (0: a thread in guard's process)
     max_pending = 64                    # messages queued for analysis before PII_UNAVAILABLE
     fail_open = []                      # servers whose messages pass unscanned on analyzer failure
     primary_key = "k1"                  # with [pii.keys]: which key protects new values
@@ -62,7 +62,7 @@ class PIISettings:
     timeout: float = 2.0
     """Seconds allowed per message before failing closed (``PII_UNAVAILABLE``)."""
     workers: int = 2
-    """Threads running the analyzer (off the event loop)."""
+    """Processes running the analyzer (:mod:`guard.pii.pool`); ``0``: one thread in guard's process."""
     max_pending: int = 64
     """Messages queued or running in the analyzer; beyond it new ones fail closed."""
     fail_open: frozenset[str] = frozenset()
@@ -127,7 +127,7 @@ def parse_pii(raw: Mapping[str, Any], problems: ct.Problems, base_dir: Path,
         keyring=keyring,
         nlp_model=ct.get(raw, "nlp_model", str, d.nlp_model, path, problems),
         timeout=ct.positive(raw, "timeout", float, d.timeout, path, problems),
-        workers=ct.positive(raw, "workers", int, d.workers, path, problems),
+        workers=ct.positive(raw, "workers", int, d.workers, path, problems, allow_zero=True),
         max_pending=ct.positive(raw, "max_pending", int, d.max_pending, path, problems),
         fail_open=frozenset(fail_open),
     )

@@ -7,12 +7,13 @@ and restored when ``reveal_check(principal, server, tool, entity_type)`` allows 
 (otherwise the rule passes the token unchanged or denies the request), and the rest of the
 message gets the ``to_server`` actions.
 
-Analysis is CPU work: it runs in a thread pool, never on the event loop. At most
-``max_pending`` messages may be queued or running; beyond that, and on analyzer errors or
-the per-message ``timeout``, the stage fails closed with ``PII_UNAVAILABLE``, unless the
-operator opted the server into fail-open, in which case the message passes unchanged and
-``"pii"`` is appended to ``ctx.fail_open`` for audit. Findings (entity type, JSON path,
-action, score; never values) go to ``ctx.findings``.
+Analysis is CPU work: it runs in analyzer processes (or a thread), never on the event
+loop (:mod:`guard.pii.pool`); walking the payload, rules, tokens and rewriting are cheap and
+run on the loop. At most ``max_pending`` messages may be queued or running; beyond that,
+and on analyzer errors or the per-message ``timeout``, the stage fails closed with
+``PII_UNAVAILABLE``, unless the operator opted the server into fail-open, in which case the
+message passes unchanged and ``"pii"`` is appended to ``ctx.fail_open`` for audit.
+Findings (entity type, JSON path, action, score; never values) go to ``ctx.findings``.
 
 Security warning: ``reveal_check`` runs on the event loop; it must not block (the Casbin
 authorizer's in-memory ``check`` is fine). It may also be a coroutine function.
@@ -20,32 +21,23 @@ authorizer's in-memory ``check`` is fine). It may also be a coroutine function.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 from guard.context import PROCEED, Direction, MessageContext, Principal, Verdict
 from guard.jsonrpc import ErrorCode
-from guard.pii.protect import Outcome, Protector, Scan
+from guard.pii.pool import Analysis, AnalyzerSpec, PIIUnavailable, ThreadAnalysis, analysis_for
+from guard.pii.protect import Protector
 
 log = logging.getLogger("guard.pii")
 
 RevealCheck = Callable[[Principal, str, str, str], "bool | Awaitable[bool]"]
 """``reveal_check(principal, server, tool, entity_type)``: may this principal see the original?"""
 
-T = TypeVar("T")
-
-
-class PIIUnavailable(Exception):
-    """Internal: analysis could not complete (reason is a stable code)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+__all__ = ["PIIStage", "PIIUnavailable", "RevealCheck", "build_pii_stage", "deny_all_reveals"]
 
 
 def deny_all_reveals(principal: Principal, server: str, tool: str, entity_type: str) -> bool:
@@ -65,24 +57,28 @@ class PIIStage:
         *,
         reveal_check: RevealCheck | None = None,
         timeout: float = 2.0,
-        workers: int = 2,
         max_pending: int = 64,
         fail_open: frozenset[str] = frozenset(),
-        executor: Executor | None = None,
+        analysis: Analysis | None = None,
     ) -> None:
+        """``analysis`` defaults to one thread running ``protector.analyzer``."""
         self.protector = protector
         self._reveal_check: RevealCheck = reveal_check or deny_all_reveals
         self._timeout = timeout
-        self._max_pending = max_pending
-        self._pending = 0
         self._fail_open = fail_open
-        self._own_executor = executor is None
-        self._executor = executor or ThreadPoolExecutor(max_workers=workers, thread_name_prefix="guard-pii")
+        if analysis is None:
+            if protector.analyzer is None:
+                raise ValueError("a protector without analyzer needs an analysis pool")
+            analysis = ThreadAnalysis(protector.analyzer, max_pending=max_pending)
+        self.analysis = analysis
 
     @property
     def pending(self) -> int:
-        """Messages currently queued or running in the analyzer."""
-        return self._pending
+        return self.analysis.pending
+
+    async def start(self) -> None:
+        """Start the analyzer processes (guard does not serve before one is ready)."""
+        await self.analysis.start()
 
     async def process(self, ctx: MessageContext) -> Verdict:
         to_client = ctx.direction is Direction.SERVER_TO_CLIENT
@@ -91,18 +87,19 @@ class PIIStage:
             return PROCEED
         deadline = time.monotonic() + self._timeout
         tool = ctx.target
-        tenant = ctx.principal.tenant
+        protector = self.protector
         try:
-            scan: Scan = await self._offload(
-                deadline, self.protector.scan, ctx.message.payload, kind, ctx.method, to_client, ctx.server,
-                tool, tenant)
-            if not scan.needs_apply:
-                ctx.findings.extend(self.protector.apply(scan, {}).findings)
-                return PROCEED
-            decisions = await self._decide(ctx, scan, tool)
-            outcome: Outcome = await self._offload(deadline, self.protector.apply, scan, decisions)
+            collected = protector.collect(ctx.message.payload, kind, ctx.method, to_client, ctx.server, tool,
+                                          ctx.principal.tenant)
+            detections = await self.analysis.analyze(collected.items, deadline) if collected.items else []
+            scan = protector.plan(collected, detections)
+            decisions = await self._decide(ctx, scan.reveal_entities, tool) if scan.needs_apply else {}
+            outcome = protector.apply(scan, decisions)
         except PIIUnavailable as exc:
             return self._unavailable(ctx, exc.reason)
+        except Exception as exc:  # a bug in guard's own PII code: fail closed, loudly
+            log.exception("PII protection failed: %s", type(exc).__name__)
+            return self._unavailable(ctx, "pii_error")
         ctx.findings.extend(outcome.findings)
         if outcome.rejection is not None:
             r = outcome.rejection
@@ -111,9 +108,9 @@ class PIIStage:
             return Verdict.proceed(ctx.message.replace_payload(outcome.payload))
         return PROCEED
 
-    async def _decide(self, ctx: MessageContext, scan: Scan, tool: str | None) -> Mapping[str, bool]:
+    async def _decide(self, ctx: MessageContext, entities: frozenset[str], tool: str | None) -> Mapping[str, bool]:
         decisions: dict[str, bool] = {}
-        for entity in sorted(scan.reveal_entities):
+        for entity in sorted(entities):
             try:
                 answer = self._reveal_check(ctx.principal, ctx.server, tool or ctx.method or "", entity)
                 if inspect.isawaitable(answer):
@@ -124,34 +121,6 @@ class PIIStage:
                 decisions[entity] = False
         return decisions
 
-    async def _offload(self, deadline: float, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn`` in the pool, bounded by the queue cap and the message deadline."""
-        if self._pending >= self._max_pending:
-            raise PIIUnavailable("pii_overloaded")
-        loop = asyncio.get_running_loop()
-        self._pending += 1
-        try:
-            future = loop.run_in_executor(self._executor, fn, *args)
-        except RuntimeError as exc:  # executor shut down
-            self._pending -= 1
-            raise PIIUnavailable("pii_error") from exc
-        future.add_done_callback(self._release)
-        remaining = deadline - time.monotonic()
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), max(remaining, 0.0))
-        except TimeoutError as exc:
-            raise PIIUnavailable("pii_timeout") from exc
-        except Exception as exc:
-            log.error("PII analysis failed: %s", type(exc).__name__)
-            raise PIIUnavailable("pii_error") from exc
-
-    def _release(self, future: asyncio.Future[Any]) -> None:
-        # The count drops when the thread is done, not when the waiter gave up: a timed-out
-        # analysis still occupies its slot until it really finishes.
-        self._pending -= 1
-        if not future.cancelled():
-            future.exception()  # mark retrieved; the waiter already reported it
-
     def _unavailable(self, ctx: MessageContext, reason: str) -> Verdict:
         if ctx.server in self._fail_open:
             log.warning("PII protection unavailable (%s); server %s is fail-open", reason, ctx.server)
@@ -160,37 +129,33 @@ class PIIStage:
         return Verdict.reject(ErrorCode.PII_UNAVAILABLE, "PII protection unavailable", data={"reason": reason})
 
     async def aclose(self) -> None:
-        if self._own_executor:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        await self.analysis.aclose()
 
 
-def build_pii_stage(settings: Any, reveal_check: RevealCheck | None = None,
-                    executor: Executor | None = None) -> PIIStage | None:
+def build_pii_stage(settings: Any, reveal_check: RevealCheck | None = None) -> PIIStage | None:
     """The stage for ``settings.pii`` (a :class:`~guard.pii.settings.PIISettings`), or ``None`` if disabled.
 
-    Builds the analyzer (a second or two: spaCy and the recognizers load once).
-    ``reveal_check`` is the authorizer hook; without it nobody may reveal.
+    With ``workers > 0`` (the default) the analyzer is built in the worker processes when the
+    stage starts (:meth:`PIIStage.start`); with ``workers = 0`` it is built here (a second or
+    two: spaCy and the recognizers load once). ``reveal_check`` is the authorizer hook;
+    without it nobody may reveal.
     """
-    from guard.pii.engine import Analyzer, load_spacy_pipeline
     from guard.pii.settings import PIISettings
 
     pii: PIISettings = settings.pii if hasattr(settings, "pii") else settings
     if not pii.enabled:
         return None
-    pipeline = load_spacy_pipeline(pii.nlp_model) if pii.nlp_model else None
-    analyzer = Analyzer(
-        entities=pii.rules.detected_entities(),
-        custom=pii.rules.recognizers,
-        pipeline=pipeline,
-        ner=pipeline is not None,
-    )
+    entities = pii.rules.detected_entities()
+    spec = AnalyzerSpec(entities=None if entities is None else tuple(sorted(entities)),
+                        custom=tuple(pii.rules.recognizers), nlp_model=pii.nlp_model)
+    analysis = analysis_for(spec, workers=pii.workers, max_pending=pii.max_pending)
+    analyzer = analysis.analyzer if isinstance(analysis, ThreadAnalysis) else None
     protector = Protector(analyzer, pii.rules, pii.keyring, pii.deployment_id, bind_tenant=pii.bind_tenant)
     return PIIStage(
         protector,
         reveal_check=reveal_check,
         timeout=pii.timeout,
-        workers=pii.workers,
         max_pending=pii.max_pending,
         fail_open=pii.fail_open,
-        executor=executor,
+        analysis=analysis,
     )

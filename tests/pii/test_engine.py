@@ -16,14 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from guard.errors import PIIError
-from guard.pii.engine import (
-    Analyzer,
-    _context_words_regex,
-    context_words,
-    load_spacy_pipeline,
-    offline_tldextract,
-    result_key,
-)
+from guard.pii.analysis import _context_words_regex, context_words
+from guard.pii.engine import Analyzer, load_spacy_pipeline, offline_tldextract, result_key
 from guard.pii.rules import PatternSpec, RecognizerSpec
 from tests.pii.conftest import ROOT
 from tests.pii.corpus import load_corpus

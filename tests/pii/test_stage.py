@@ -14,6 +14,7 @@ from guard.context import Direction, MessageContext, Principal, RequestRecord, S
 from guard.crypto.aead import KeyRing
 from guard.jsonrpc import ErrorCode, Kind, Message
 from guard.pii.engine import Analyzer
+from guard.pii.pool import ProcessAnalysis, ThreadAnalysis
 from guard.pii.protect import Protector
 from guard.pii.rules import PIIRules, parse_rules
 from guard.pii.settings import PIISettings
@@ -281,8 +282,20 @@ async def test_messages_without_user_data_skip_the_pool(rules: PIIRules, ring: K
 
 async def test_build_pii_stage_from_settings(rules: PIIRules, ring: KeyRing) -> None:
     assert build_pii_stage(PIISettings()) is None
-    stage = build_pii_stage(PIISettings(enabled=True, rules=rules, keyring=ring, deployment_id="d", timeout=3))
-    assert isinstance(stage, PIIStage)
+    stage = build_pii_stage(PIISettings(enabled=True, rules=rules, keyring=ring, deployment_id="d", timeout=3,
+                                        workers=1))
+    assert isinstance(stage, PIIStage) and isinstance(stage.analysis, ProcessAnalysis)
+    assert stage.protector.analyzer is None  # the analyzer lives in the worker process
+    await stage.start()
     verdict = await stage.process(result_ctx(customer()))
-    assert verdict.message is not None
+    assert verdict.message is not None and EMAIL not in str(verdict.message.payload)
+    await stage.aclose()
+
+
+async def test_workers_zero_analyzes_in_a_thread_of_this_process(rules: PIIRules, ring: KeyRing) -> None:
+    stage = build_pii_stage(PIISettings(enabled=True, rules=rules, keyring=ring, deployment_id="d", workers=0))
+    assert stage is not None and isinstance(stage.analysis, ThreadAnalysis)
+    await stage.start()
+    verdict = await stage.process(result_ctx(customer()))
+    assert verdict.message is not None and EMAIL not in str(verdict.message.payload)
     await stage.aclose()

@@ -1,0 +1,370 @@
+"""Where PII analysis runs: analyzer processes (the default), or a thread of guard's process.
+
+Presidio's analysis is pure-Python CPU work. Run in a thread of guard's own process it
+shares the GIL with the event loop, so it never runs in parallel with the loop and every
+hand-over between the threads costs CPU: measured with ``bench/relay_micro.py`` on 1 KB
+PII-free results, guard spent 2.8 ms of CPU per call with two analyzer threads, 2.5 ms with
+one, and 1.7 ms doing the same work on the loop itself. (``concurrent.futures``' process
+pool has the same problem in guard's process: two helper threads per pool.) The default
+therefore runs the analysis in ``workers`` separate processes (:class:`ProcessAnalysis`,
+``python -m guard.pii.worker``), each with its own :class:`~guard.pii.engine.Analyzer`
+built from an :class:`AnalyzerSpec`, talking to the event loop over pipes without any
+helper thread: the loop keeps its core, the analysis uses the others, and guard's process
+does not even import Presidio. Only :data:`~guard.pii.analysis.Item` lists go to a worker
+and :class:`~guard.pii.analysis.Detection` lists come back; walking the payload, rules,
+tokens, keys and rewriting stay in guard's process, so key material never leaves it.
+
+Workers start when the stage starts, and guard does not serve before they answer. A
+request goes to the worker with the fewest outstanding. A worker that dies (killed, out of
+memory) fails the messages it had closed (``pii_error``) and is replaced at once; one that
+is still busy with a message ``stall_grace`` seconds after that message's deadline is
+killed and replaced (a pathological input must not hold a worker forever).
+
+``workers = 0`` selects :class:`ThreadAnalysis` (one thread in guard's process): less
+memory, no parallelism; tests use it with stand-in analyzers.
+
+Both bound the work in flight (``max_pending``) and the time per message (the deadline):
+beyond either the stage fails closed. An analysis that overran its deadline keeps its slot
+until it really finishes, so a flood of slow messages cannot queue unbounded work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import pickle
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guard.errors import PIIError
+from guard.pii.analysis import Detection, Item, TextAnalyzer, analyze_items
+from guard.pii.rules import RecognizerSpec
+from guard.pii.worker import HEADER, MAX_FRAME, frame
+
+if TYPE_CHECKING:
+    from guard.pii.engine import Analyzer
+
+log = logging.getLogger("guard.pii")
+
+START_TIMEOUT = 120.0
+"""Seconds allowed for the first worker to import Presidio and build its analyzer."""
+
+
+class PIIUnavailable(Exception):
+    """Analysis could not complete; ``reason`` is a stable code (``pii_timeout``, ...)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class AnalyzerSpec:
+    """How to build the analyzer (picklable: a worker process builds its own)."""
+
+    entities: tuple[str, ...] | None
+    """Entity types the rules detect (:meth:`~guard.pii.rules.PIIRules.detected_entities`;
+    ``None``: every supported type)."""
+    custom: tuple[RecognizerSpec, ...] = ()
+    """Recognizers from the rules file."""
+    nlp_model: str = ""
+    """An installed spaCy pipeline adding NER, or ``""`` (blank tokenizer)."""
+
+    def build(self) -> Analyzer:
+        from guard.pii.engine import Analyzer, load_spacy_pipeline
+
+        pipeline = load_spacy_pipeline(self.nlp_model) if self.nlp_model else None
+        return Analyzer(entities=self.entities, custom=self.custom, pipeline=pipeline, ner=pipeline is not None)
+
+
+# -- in guard's process --------------------------------------------------------------------
+
+
+class _Bounded:
+    """The pending cap and per-message deadline shared by both kinds of analysis."""
+
+    def __init__(self, max_pending: int) -> None:
+        self.max_pending = max_pending
+        self._pending = 0
+
+    @property
+    def pending(self) -> int:
+        """Analyses queued or running (including ones whose caller gave up)."""
+        return self._pending
+
+    async def _run(self, executor: Executor, fn: Callable[..., Any], arg: Any, deadline: float) -> Any:
+        if self._pending >= self.max_pending:
+            raise PIIUnavailable("pii_overloaded")
+        loop = asyncio.get_running_loop()
+        self._pending += 1
+        try:
+            future = loop.run_in_executor(executor, fn, arg)
+        except RuntimeError:  # shut down, or broken (BrokenExecutor is a RuntimeError)
+            self._pending -= 1
+            raise
+        future.add_done_callback(self._release)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
+        except TimeoutError as exc:
+            raise PIIUnavailable("pii_timeout") from exc
+
+    def _release(self, future: asyncio.Future[Any]) -> None:
+        # The slot is freed when the analysis is done, not when its caller gave up.
+        self._pending -= 1
+        if not future.cancelled():
+            future.exception()  # retrieved: the caller reported it
+
+
+class ThreadAnalysis(_Bounded):
+    """Analysis in threads of guard's process (``workers = 0``: one thread)."""
+
+    def __init__(self, analyzer: TextAnalyzer, *, threads: int = 1, max_pending: int = 64) -> None:
+        super().__init__(max_pending)
+        self.analyzer = analyzer
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="guard-pii")
+
+    async def start(self) -> None:
+        return None
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "in-process analyzer"
+
+    async def analyze(self, items: list[Item], deadline: float) -> list[list[Detection]]:
+        try:
+            result: list[list[Detection]] = await self._run(self._executor, self._analyze, items, deadline)
+        except PIIUnavailable:
+            raise
+        except Exception as exc:
+            log.error("PII analysis failed: %s", type(exc).__name__)
+            raise PIIUnavailable("pii_error") from exc
+        return result
+
+    def _analyze(self, items: list[Item]) -> list[list[Detection]]:
+        return analyze_items(self.analyzer, items)
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Worker:
+    """One analyzer process and the requests it has not answered yet (answered in order)."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.outstanding: dict[int, asyncio.Future[list[list[Detection]]]] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+
+
+class ProcessAnalysis(_Bounded):
+    """Analysis in ``workers`` processes (see the module docstring)."""
+
+    def __init__(self, spec: AnalyzerSpec, *, workers: int = 2, max_pending: int = 64,
+                 start_timeout: float = START_TIMEOUT, stall_grace: float = 5.0) -> None:
+        super().__init__(max_pending)
+        self.spec = spec
+        self.workers = workers
+        self.start_timeout = start_timeout
+        self.stall_grace = stall_grace
+        self.restarts = 0
+        self._live: list[_Worker] = []
+        self._ids = itertools.count(1)
+        self._available = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    async def start(self) -> None:
+        """Start every worker; return when all have built their analyzer (PIIError if one cannot)."""
+        if self._live or self._closed:
+            return
+        results = await asyncio.gather(*(self._spawn() for _ in range(self.workers)), return_exceptions=True)
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for worker in (r for r in results if isinstance(r, _Worker)):
+            self._adopt(worker)
+        if failures:
+            await self.aclose()
+            raise PIIError(f"PII analyzer process failed to start: {failures[0]}") from failures[0]
+        log.info("PII analysis in %d worker process(es): %s", len(self._live), ", ".join(map(str, self.pids())))
+
+    def pids(self) -> list[int]:
+        """Process ids of the live workers (for tests and operators)."""
+        return [w.pid for w in self._live]
+
+    def ready(self) -> tuple[bool, str]:
+        if self._live:
+            return True, f"{len(self._live)} of {self.workers} analyzer process(es)"
+        return False, "no analyzer process running"
+
+    async def analyze(self, items: list[Item], deadline: float) -> list[list[Detection]]:
+        if self._pending >= self.max_pending:
+            raise PIIUnavailable("pii_overloaded")
+        if not self._live:
+            if self._closed:
+                raise PIIUnavailable("pii_error")
+            try:  # a replacement is starting: wait for it within the message's deadline
+                await asyncio.wait_for(self._available.wait(), max(deadline - time.monotonic(), 0.0))
+            except TimeoutError as exc:
+                raise PIIUnavailable("pii_timeout") from exc
+        worker = min(self._live, key=lambda w: len(w.outstanding))
+        request_id = next(self._ids)
+        future: asyncio.Future[list[list[Detection]]] = asyncio.get_running_loop().create_future()
+        worker.outstanding[request_id] = future
+        self._pending += 1
+        future.add_done_callback(self._release)
+        stdin = worker.process.stdin
+        assert stdin is not None
+        stdin.write(frame((request_id, items)))
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
+        except TimeoutError as exc:
+            asyncio.get_running_loop().call_later(self.stall_grace, self._check_stalled, worker, request_id)
+            raise PIIUnavailable("pii_timeout") from exc
+
+    async def aclose(self) -> None:
+        """Stop the workers (they exit when their input closes; killed if they do not)."""
+        self._closed = True
+        self._available.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        workers, self._live = self._live, []
+        for worker in workers:
+            if worker.process.stdin is not None:
+                worker.process.stdin.close()
+        for worker in workers:
+            try:
+                await asyncio.wait_for(worker.process.wait(), 2.0)
+            except TimeoutError:
+                worker.kill()
+                await worker.process.wait()
+            if worker.reader is not None:
+                worker.reader.cancel()
+            self._fail(worker)
+
+    # -- workers -------------------------------------------------------------------------
+
+    async def _spawn(self) -> _Worker:
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "guard.pii.worker", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, env=env)
+        worker = _Worker(process)
+        try:
+            assert process.stdin is not None and process.stdout is not None
+            process.stdin.write(frame(self.spec))
+            reply = await asyncio.wait_for(_read_frame(process.stdout), self.start_timeout)
+            if not (isinstance(reply, tuple) and reply[:1] == ("ready",)):
+                raise PIIError(f"analyzer process {process.pid} exited during start-up (see the log)")
+        except BaseException:
+            worker.kill()
+            await process.wait()
+            raise
+        return worker
+
+    def _adopt(self, worker: _Worker) -> None:
+        self._live.append(worker)
+        worker.reader = self._task(self._read(worker))
+        self._available.set()
+
+    async def _read(self, worker: _Worker) -> None:
+        stdout = worker.process.stdout
+        assert stdout is not None
+        while True:
+            try:
+                reply = await _read_frame(stdout)
+            except (OSError, ValueError, pickle.UnpicklingError):
+                reply = None
+            if reply is None:
+                break
+            request_id, detections, error = reply
+            future = worker.outstanding.pop(request_id, None)
+            if future is None or future.done():
+                continue
+            if error is not None:
+                log.error("PII analysis failed: %s", error)
+                future.set_exception(PIIUnavailable("pii_error"))
+            else:
+                future.set_result(detections)
+        await worker.process.wait()
+        self._lost(worker)
+
+    def _lost(self, worker: _Worker) -> None:
+        if worker in self._live:
+            self._live.remove(worker)
+        if not self._live:
+            self._available.clear()
+        self._fail(worker)
+        if self._closed:
+            return
+        log.error("PII analyzer process %d exited (code %s); its messages failed closed; starting a new one",
+                  worker.pid, worker.process.returncode)
+        self.restarts += 1
+        self._task(self._replace())
+
+    def _fail(self, worker: _Worker) -> None:
+        for future in worker.outstanding.values():
+            if not future.done():
+                future.set_exception(PIIUnavailable("pii_error"))
+        worker.outstanding.clear()
+
+    async def _replace(self) -> None:
+        delay = 0.5
+        while not self._closed:
+            try:
+                self._adopt(await self._spawn())
+                return
+            except Exception as exc:
+                log.error("PII analyzer process failed to start (%s); retrying in %g s", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _check_stalled(self, worker: _Worker, request_id: int) -> None:
+        if request_id in worker.outstanding and worker in self._live:
+            log.error("PII analyzer process %d still busy %g s past a message's deadline; replacing it",
+                      worker.pid, self.stall_grace)
+            worker.kill()  # the reader sees the exit and replaces it
+
+    def _task(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+async def _read_frame(stream: asyncio.StreamReader) -> Any:
+    try:
+        header = await stream.readexactly(HEADER.size)
+        (size,) = HEADER.unpack(header)
+        if size > MAX_FRAME:
+            raise ValueError("frame too large")
+        return pickle.loads(await stream.readexactly(size))
+    except asyncio.IncompleteReadError:
+        return None
+
+
+Analysis = ThreadAnalysis | ProcessAnalysis
+
+
+def analysis_for(spec: AnalyzerSpec, *, workers: int, max_pending: int,
+                 analyzer: Analyzer | None = None) -> Analysis:
+    """``workers`` processes, or for ``workers = 0`` one thread in guard's process."""
+    if workers > 0:
+        return ProcessAnalysis(spec, workers=workers, max_pending=max_pending)
+    return ThreadAnalysis(analyzer or spec.build(), threads=1, max_pending=max_pending)
+

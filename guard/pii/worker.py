@@ -1,0 +1,74 @@
+"""An analyzer process: ``python -m guard.pii.worker``, started and fed by :mod:`guard.pii.pool`.
+
+Protocol on stdin/stdout, both directions framed as a 4-byte big-endian length and a
+pickle (the pipes are private to guard and this process):
+
+* in: first an :class:`~guard.pii.pool.AnalyzerSpec`, then requests ``(id, items)``;
+* out: first ``("ready", pid)`` once the analyzer is built, then per request, in order,
+  ``(id, detections, None)`` or ``(id, None, error type name)``.
+
+The process exits when stdin closes (guard stopped or closed the pool). It never reads
+guard's configuration, keys or payloads beyond the strings it is given, and it writes
+nothing but frames to stdout (logging goes to stderr).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import struct
+import sys
+from typing import Any, BinaryIO
+
+HEADER = struct.Struct(">I")
+MAX_FRAME = 1 << 30
+
+
+def read_frame(stream: BinaryIO) -> Any:
+    """The next object, or ``None`` at end of input."""
+    header = stream.read(HEADER.size)
+    if len(header) < HEADER.size:
+        return None
+    (size,) = HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError("frame too large")
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    return pickle.loads(body)
+
+
+def frame(value: Any) -> bytes:
+    body = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(body)) + body
+
+
+def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is guard's to handle
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but frames may reach the real stdout
+    from guard.pii.analysis import analyze_items
+
+    spec = read_frame(stdin)
+    if spec is None:
+        return 0
+    analyzer = spec.build()
+    stdout.write(frame(("ready", os.getpid())))
+    stdout.flush()
+    while True:
+        request = read_frame(stdin)
+        if request is None:
+            return 0
+        request_id, items = request
+        reply: tuple[Any, Any, str | None]
+        try:
+            reply = (request_id, analyze_items(analyzer, items), None)
+        except Exception as exc:  # reported to guard, which fails the message closed
+            reply = (request_id, None, type(exc).__name__)
+        stdout.write(frame(reply))
+        stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Analyzer processes (``guard/pii/pool.py``): same findings as in-process, crashes, stalls, no Presidio in guard."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from guard.pii.analysis import analyze_items, context_words
+from guard.pii.engine import Analyzer
+from guard.pii.pool import AnalyzerSpec, PIIUnavailable, ProcessAnalysis
+from guard.pii.rules import PIIRules
+from tests.pii.conftest import ROOT
+
+ITEMS = [
+    ("write to alice.johnson@example.com or call +1 (212) 555-0187", context_words("$.result.note")),
+    ("card 4111-1111-1111-1111, order ORD-2024-000981", context_words("$.result.card_number")),
+    ("nothing to see here", ()),
+]
+
+
+def spec_for(rules: PIIRules) -> AnalyzerSpec:
+    entities = rules.detected_entities()
+    return AnalyzerSpec(entities=None if entities is None else tuple(sorted(entities)),
+                        custom=tuple(rules.recognizers))
+
+
+def big_item(kib: int) -> list[tuple[str, tuple[str, ...]]]:
+    """One string that takes the analyzer a while (phone-like order numbers, timestamps)."""
+    line = "ORD-2024-000981 opened 2024-05-01T10:20:31Z by +44 20 7946 0958; "
+    return [((line * (kib * 1024 // len(line) + 1)), ())]
+
+
+async def wait_until(condition: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture()
+async def pool(rules: PIIRules) -> ProcessAnalysis:  # type: ignore[misc]
+    analysis = ProcessAnalysis(spec_for(rules), workers=2, max_pending=8, stall_grace=0.3)
+    await analysis.start()
+    yield analysis
+    await analysis.aclose()
+
+
+async def test_workers_find_what_the_in_process_analyzer_finds(pool: ProcessAnalysis, analyzer: Analyzer) -> None:
+    assert len(pool.pids()) == 2 and os.getpid() not in pool.pids()
+    found = await pool.analyze(ITEMS, time.monotonic() + 10)
+    assert found == analyze_items(analyzer, ITEMS)
+    assert {d.entity_type for d in found[0]} >= {"EMAIL_ADDRESS", "PHONE_NUMBER"}
+    assert found[2] == []
+    # Concurrent requests are spread over both workers and each gets its own answer.
+    many = await asyncio.gather(*(pool.analyze([ITEMS[i % 3]], time.monotonic() + 10) for i in range(8)))
+    assert [m[0] for m in many] == [found[i % 3] for i in range(8)]
+    assert pool.pending == 0 and pool.ready()[0]
+
+
+async def test_a_killed_worker_fails_its_messages_closed_and_is_replaced(pool: ProcessAnalysis) -> None:
+    victim = pool.pids()[0]
+    slow = [asyncio.create_task(pool.analyze(big_item(256), time.monotonic() + 30)) for _ in range(2)]
+    await asyncio.sleep(0.3)  # both workers busy with a slow message
+    os.kill(victim, signal.SIGKILL)
+    outcomes = await asyncio.gather(*slow, return_exceptions=True)
+    failed = [o for o in outcomes if isinstance(o, PIIUnavailable)]
+    assert [f.reason for f in failed] == ["pii_error"]  # only the victim's message
+    await wait_until(lambda: len(pool.pids()) == 2 and victim not in pool.pids())
+    assert pool.restarts == 1
+    assert (await pool.analyze(ITEMS, time.monotonic() + 10))[0]
+
+
+async def test_messages_wait_for_a_replacement_within_their_deadline(rules: PIIRules) -> None:
+    analysis = ProcessAnalysis(spec_for(rules), workers=1)
+    await analysis.start()
+    try:
+        os.kill(analysis.pids()[0], signal.SIGKILL)
+        await wait_until(lambda: not analysis.pids())
+        assert analysis.ready() == (False, "no analyzer process running")
+        with pytest.raises(PIIUnavailable) as exc:  # no worker and no time to wait for one
+            await analysis.analyze(ITEMS, time.monotonic() + 0.01)
+        assert exc.value.reason == "pii_timeout"
+        found = await analysis.analyze(ITEMS, time.monotonic() + 60)  # waits for the replacement
+        assert found[0] and analysis.ready()[0]
+    finally:
+        await analysis.aclose()
+
+
+async def test_a_worker_stuck_past_the_deadline_is_replaced(pool: ProcessAnalysis) -> None:
+    with pytest.raises(PIIUnavailable) as exc:
+        await pool.analyze(big_item(512), time.monotonic() + 0.05)
+    assert exc.value.reason == "pii_timeout"
+    assert pool.pending == 1  # the slot is held while the worker still works on it
+    await wait_until(lambda: pool.restarts == 1 and len(pool.pids()) == 2)
+    await wait_until(lambda: pool.pending == 0)
+    assert (await pool.analyze(ITEMS, time.monotonic() + 10))[0]
+
+
+async def test_pending_cap_and_analyzer_errors_fail_closed(pool: ProcessAnalysis) -> None:
+    with pytest.raises(PIIUnavailable) as exc:
+        await pool.analyze([("text", ("a",)), 42], time.monotonic() + 10)  # type: ignore[list-item]
+    assert exc.value.reason == "pii_error"  # the worker reported the error and lives on
+    assert (await pool.analyze(ITEMS, time.monotonic() + 10))[0] and pool.restarts == 0
+    slow = [asyncio.create_task(pool.analyze(big_item(64), time.monotonic() + 30)) for _ in range(8)]
+    await asyncio.sleep(0)
+    with pytest.raises(PIIUnavailable) as exc:
+        await pool.analyze(ITEMS, time.monotonic() + 10)
+    assert exc.value.reason == "pii_overloaded"
+    await asyncio.gather(*slow)
+
+
+async def test_close_stops_the_workers(rules: PIIRules) -> None:
+    analysis = ProcessAnalysis(spec_for(rules), workers=2)
+    await analysis.start()
+    pids = analysis.pids()
+    await analysis.aclose()
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    with pytest.raises(PIIUnavailable):
+        await analysis.analyze(ITEMS, time.monotonic() + 1)
+
+
+async def test_a_spec_that_cannot_build_stops_start_up() -> None:
+    analysis = ProcessAnalysis(AnalyzerSpec(entities=None, nlp_model="no_such_spacy_model"), workers=1)
+    with pytest.raises(Exception, match="failed to start"):
+        await analysis.start()
+    assert analysis.pids() == []
+
+
+def test_guard_process_does_not_import_presidio_with_analyzer_processes() -> None:
+    # Presidio and spaCy (about 90 MB) are loaded by the workers only.
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from pathlib import Path
+        from guard import configtools as ct
+        from guard.crypto.aead import KeyRing
+        from guard.pii.rules import load_rules
+        from guard.pii.settings import PIISettings
+        from guard.pipeline.pii import build_pii_stage
+
+        async def main():
+            rules = load_rules(Path({str(ROOT / "policies" / "pii.toml")!r}), ct.Problems())
+            stage = build_pii_stage(PIISettings(enabled=True, rules=rules, workers=1,
+                                                keyring=KeyRing("k", {{"k": bytes(32)}})))
+            await stage.start()
+            await stage.aclose()
+            loaded = sorted({{m.split(".")[0] for m in sys.modules if m.startswith(("presidio", "spacy"))}})
+            print(loaded)
+
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+async def test_readyz_reports_the_analyzer_processes(tmp_path: Path) -> None:
+    import httpx
+
+    from guard import devkeys
+    from guard.config import parse
+    from guard.pipeline.pii import PIIStage
+    from guard.runtime import build_runtime
+    from tests.core.test_relay_bad_input import scripted
+    from tests.support.guard_server import running_runtime
+
+    devkeys.generate_all(tmp_path / "keys")
+    cfg = scripted()
+    cfg["pii"] = {"rules": str(ROOT / "policies" / "pii.toml"), "workers": 1,
+                  "keyring_file": str(tmp_path / "keys" / "pii-keyring.json")}
+    runtime = build_runtime(parse(cfg))
+    stage = next(s for s in runtime.pipeline.stages if isinstance(s, PIIStage))
+    assert isinstance(stage.analysis, ProcessAnalysis)
+    async with running_runtime(runtime) as base, httpx.AsyncClient() as client:
+        url = base.replace("ws://", "http://") + "/readyz"
+        ready = (await client.get(url)).json()["checks"]["pii"]
+        assert ready == {"ok": True, "detail": "1 of 1 analyzer process(es)"}
+        os.kill(stage.analysis.pids()[0], signal.SIGKILL)
+        await wait_until(lambda: not stage.analysis.pids())
+        answer = await client.get(url)
+        assert answer.status_code == 503 and not answer.json()["checks"]["pii"]["ok"]
+        await wait_until(lambda: bool(stage.analysis.pids()))
+        assert (await client.get(url)).status_code == 200
