@@ -7,7 +7,8 @@ Runs in its own process (the benchmark's servers each have theirs). Every client
 exactly one call outstanding (closed loop): send, wait for the answer, send the next.
 After ``--warmup`` seconds the measurement window opens; calls completing inside it are
 counted and their latencies kept. The CPU time (user + system, from ``/proc/PID/stat``)
-each process in ``--pids`` and this process spent during the window is reported too.
+each process in ``--pids`` (with its child processes: guard's analyzer processes) and this
+process spent during the window is reported too.
 
 Prints one JSON object: ``calls``, ``errors``, ``throughput`` (calls/s), latency
 percentiles in ms, ``cpu`` seconds per process, and the first error seen, if any.
@@ -28,11 +29,31 @@ from websockets.asyncio.client import connect
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (``/proc/PID/stat`` fields 14 and 15)."""
+def _stat(pid: int) -> list[str]:
     with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+        return fh.read().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a process and its live descendants (guard's analyzer
+    processes), from ``/proc/PID/stat`` fields 14 and 15."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(int(_stat(int(entry))[1]), []).append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue  # exited meanwhile
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = _stat(current)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICKS
+        todo.extend(children.get(current, []))
+    return total
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -8,6 +8,7 @@ JSON key holding it) and, per item, a list of :class:`Detection`.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -55,7 +56,21 @@ _IDENT_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01
 _ASCII_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 
 
+_CACHED_PATH_LENGTH = 256
+
+
 def context_words(path: str) -> tuple[str, ...]:
+    """:func:`_context_words` of ``path``, memoized for paths of at most 256 characters.
+
+    Runs for every string of every message, and the paths of a tool's results repeat from
+    call to call; long (attacker-chosen) paths are not kept.
+    """
+    if len(path) > _CACHED_PATH_LENGTH:
+        return _context_words(path)
+    return _cached_context_words(path)
+
+
+def _context_words(path: str) -> tuple[str, ...]:
     """Words of the JSON key holding a leaf: ``$.a.card_number`` -> ``("card", "number")``.
 
     List indices and ``<json>``/``<base64>`` markers are skipped (``$.phones[2]`` ->
@@ -91,6 +106,9 @@ def context_words(path: str) -> tuple[str, ...]:
     if not key.islower():
         key = _ASCII_CAMEL.sub(" ", key).lower()
     return tuple(w for w in key.replace("_", " ").split(" ") if w)
+
+
+_cached_context_words = functools.lru_cache(maxsize=4096)(_context_words)
 
 
 def _context_words_regex(path: str) -> tuple[str, ...]:

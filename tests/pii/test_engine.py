@@ -103,6 +103,9 @@ def test_context_words_from_paths() -> None:
     assert context_words("$.params.arguments.homePhone") == ("home", "phone")
     assert context_words('$.x["Social Security"]') == ("social", "security")
     assert context_words("$.result.content[0].text<json>[2]") == ("text",)
+    long_path = "$." + "x" * 300 + ".homePhone"  # not memoized, same answer
+    assert context_words(long_path) == ("home", "phone") == context_words("$.y.homePhone")
+    assert context_words("$.y.homePhone") is context_words("$.y.homePhone")  # memoized
 
 
 def test_custom_recognizers_regex_context_and_deny_list() -> None:
