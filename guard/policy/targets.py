@@ -17,14 +17,19 @@ object. Before matching:
 
 from __future__ import annotations
 
+import re
 from typing import Final
 from urllib.parse import unquote
 
 MAX_TARGET_LENGTH: Final = 2048
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+"""C0 controls, DEL and C1 controls."""
+
+
 def _has_control(value: str) -> bool:
-    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 for ch in value)
+    return _CONTROL.search(value) is not None
 
 
 def remove_dot_segments(path: str) -> str:
