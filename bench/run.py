@@ -414,7 +414,7 @@ def report(meta: dict[str, Any], rows: list[dict[str, Any]], rss_rows: dict[str,
     lines += ["", "Errors: " + ("none." if not errors else "; ".join(f"{k}: `{v}`" for k, v in errors.items()))]
     lines += ["", "Smoke check, 4 KB PII result: raw e-mail addresses reach the client? " + ", ".join(
         f"{c} {'yes' if v['raw_emails_seen'] else 'no'}" for c, v in smoke_checks.items()) + "."]
-    lines += ["", "CPU per message (server process CPU per call / 2):", ""]
+    lines += ["", "CPU per message (server CPU per call, analyzer processes included, / 2):", ""]
     for (size, pii), configs in by_point.items():
         parts = []
         for config in CONFIGS[1:]:

@@ -261,8 +261,9 @@ class ProcessAnalysis(_Bounded):
         env = dict(os.environ)
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "guard.pii.worker", stdin=asyncio.subprocess.PIPE,
+            sys.executable, "-m", "guard.pii.worker", level, stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE, env=env)
         worker = _Worker(process)
         try:

@@ -9,7 +9,8 @@ pickle (the pipes are private to guard and this process):
 
 The process exits when stdin closes (guard stopped or closed the pool). It never reads
 guard's configuration, keys or payloads beyond the strings it is given, and it writes
-nothing but frames to stdout (logging goes to stderr).
+nothing but frames to stdout; it logs JSON lines to stderr at guard's level, with the
+same caps on libraries that would log analyzed text.
 """
 
 from __future__ import annotations
@@ -44,11 +45,15 @@ def frame(value: Any) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """``argv``: optionally guard's log level (the worker logs JSON to stderr like guard)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is guard's to handle
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames may reach the real stdout
+    from guard import logs
     from guard.pii.analysis import analyze_items
+
+    logs.configure(argv[0] if argv else "warning")  # also caps Presidio's content-logging loggers
 
     spec = read_frame(stdin)
     if spec is None:
@@ -71,4 +76,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

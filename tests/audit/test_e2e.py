@@ -90,12 +90,13 @@ def guard_logging(level: int) -> Iterator[io.StringIO]:
     logging.INFO,
     logging.DEBUG,
 ])
-async def test_audited_session_records_every_outcome_and_leaks_nothing(tmp_path: Path, level: int) -> None:
+async def test_audited_session_records_every_outcome_and_leaks_nothing(tmp_path: Path, level: int,
+                                                                       capfd: pytest.CaptureFixture[str]) -> None:
     with guard_logging(level) as logs:
-        await _session(tmp_path, logs)
+        await _session(tmp_path, logs, capfd)
 
 
-async def _session(tmp_path: Path, logs: io.StringIO) -> None:
+async def _session(tmp_path: Path, logs: io.StringIO, capfd: pytest.CaptureFixture[str]) -> None:
     keys = tmp_path / "keys"
     devkeys.generate_all(keys)
     policy = tmp_path / "policy.csv"
@@ -166,6 +167,7 @@ async def _session(tmp_path: Path, logs: io.StringIO) -> None:
     audit_bytes += (tmp_path / "cp" / "checkpoints.jsonl").read_bytes()
     logged = logs.getvalue()
     assert logged, "guard logged nothing: the capture is broken"
+    logged += capfd.readouterr().err  # the PII analyzer processes log to the inherited stderr
     for secret in [*secrets, good.split(".")[2]]:  # the token signature alone counts as a leak too
         assert secret.encode() not in audit_bytes, secret
         leaks = [line[:160] for line in logged.splitlines() if secret in line]
