@@ -17,8 +17,9 @@ tokens, keys and rewriting stay in guard's process, so key material never leaves
 Workers start when the stage starts, and guard does not serve before they answer. A
 request goes to the worker with the fewest outstanding. A worker that dies (killed, out of
 memory) fails the messages it had closed (``pii_error``) and is replaced at once; one that
-is still busy with a message ``stall_grace`` seconds after that message's deadline is
-killed and replaced (a pathological input must not hold a worker forever).
+has been working on a message whose deadline passed for ``stall_grace`` seconds is killed
+and replaced (a pathological input must not hold a worker forever; messages merely queued
+behind others do not count against it).
 
 ``workers = 0`` selects :class:`ThreadAnalysis` (one thread in guard's process): less
 memory, no parallelism; tests use it with stand-in analyzers.
@@ -160,7 +161,24 @@ class _Worker:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.outstanding: dict[int, asyncio.Future[list[list[Detection]]]] = {}
+        """In the order sent, which is the order the worker answers: the first one is running."""
+        self.running_since = 0.0
+        """When the worker started on the first outstanding request (monotonic)."""
         self.reader: asyncio.Task[None] | None = None
+
+    def send(self, request_id: int, items: list[Item],
+             future: asyncio.Future[list[list[Detection]]]) -> None:
+        if not self.outstanding:
+            self.running_since = time.monotonic()
+        self.outstanding[request_id] = future
+        stdin = self.process.stdin
+        assert stdin is not None
+        stdin.write(frame((request_id, items)))
+
+    def answered(self, request_id: int) -> asyncio.Future[list[list[Detection]]] | None:
+        future = self.outstanding.pop(request_id, None)
+        self.running_since = time.monotonic()  # the next one, if any, starts now
+        return future
 
     @property
     def pid(self) -> int:
@@ -223,12 +241,9 @@ class ProcessAnalysis(_Bounded):
         worker = min(self._live, key=lambda w: len(w.outstanding))
         request_id = next(self._ids)
         future: asyncio.Future[list[list[Detection]]] = asyncio.get_running_loop().create_future()
-        worker.outstanding[request_id] = future
         self._pending += 1
         future.add_done_callback(self._release)
-        stdin = worker.process.stdin
-        assert stdin is not None
-        stdin.write(frame((request_id, items)))
+        worker.send(request_id, items, future)
         try:
             return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
         except TimeoutError as exc:
@@ -294,7 +309,7 @@ class ProcessAnalysis(_Bounded):
             if reply is None:
                 break
             request_id, detections, error = reply
-            future = worker.outstanding.pop(request_id, None)
+            future = worker.answered(request_id)
             if future is None or future.done():
                 continue
             if error is not None:
@@ -336,10 +351,20 @@ class ProcessAnalysis(_Bounded):
             delay = min(delay * 2, 30.0)
 
     def _check_stalled(self, worker: _Worker, request_id: int) -> None:
-        if request_id in worker.outstanding and worker in self._live:
-            log.error("PII analyzer process %d still busy %g s past a message's deadline; replacing it",
+        """After a timeout: kill the worker if it has been on this request for ``stall_grace``.
+
+        A request still queued behind others is not the worker's fault (a backlog): look again
+        later, once it may be the one running.
+        """
+        if request_id not in worker.outstanding or worker not in self._live:
+            return
+        running = next(iter(worker.outstanding))
+        if running == request_id and time.monotonic() - worker.running_since >= self.stall_grace:
+            log.error("PII analyzer process %d spent over %g s on one message past its deadline; replacing it",
                       worker.pid, self.stall_grace)
             worker.kill()  # the reader sees the exit and replaces it
+            return
+        asyncio.get_running_loop().call_later(self.stall_grace / 2, self._check_stalled, worker, request_id)
 
     def _task(self, coro: Any) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)

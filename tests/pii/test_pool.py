@@ -190,3 +190,22 @@ async def test_readyz_reports_the_analyzer_processes(tmp_path: Path) -> None:
         assert answer.status_code == 503 and not answer.json()["checks"]["pii"]["ok"]
         await wait_until(lambda: bool(stage.analysis.pids()))
         assert (await client.get(url)).status_code == 200
+
+
+async def test_a_backlog_is_not_mistaken_for_a_stuck_worker(rules: PIIRules, analyzer: Analyzer) -> None:
+    started = time.perf_counter()
+    analyze_items(analyzer, big_item(128))
+    assert time.perf_counter() - started > 0.3  # the first message keeps the worker busy past the grace
+    analysis = ProcessAnalysis(spec_for(rules), workers=1, stall_grace=0.2)
+    await analysis.start()
+    try:
+        first = asyncio.create_task(analysis.analyze(big_item(128), time.monotonic() + 60))
+        await asyncio.sleep(0.05)
+        with pytest.raises(PIIUnavailable):  # queued behind the first one: times out, not the worker's fault
+            await analysis.analyze(ITEMS, time.monotonic() + 0.01)
+        assert (await first)[0]
+        await wait_until(lambda: analysis.pending == 0)
+        await asyncio.sleep(0.3)
+        assert analysis.restarts == 0
+    finally:
+        await analysis.aclose()
