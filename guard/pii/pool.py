@@ -279,7 +279,7 @@ class ProcessAnalysis(_Bounded):
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "guard.pii.worker", level, stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, env=env)
+            stdout=asyncio.subprocess.PIPE, env=env, start_new_session=True)
         worker = _Worker(process)
         try:
             assert process.stdin is not None and process.stdout is not None

@@ -7,7 +7,8 @@ pickle (the pipes are private to guard and this process):
 * out: first ``("ready", pid)`` once the analyzer is built, then per request, in order,
   ``(id, detections, None)`` or ``(id, None, error type name)``.
 
-The process exits when stdin closes (guard stopped or closed the pool). It never reads
+The process exits when stdin closes (guard stopped or closed the pool, or died); it
+ignores SIGINT and SIGTERM (see :func:`main`). It never reads
 guard's configuration, keys or payloads beyond the strings it is given, and it writes
 nothing but frames to stdout; it logs JSON lines to stderr at guard's level, with the
 same caps on libraries that would log analyzed text.
@@ -47,7 +48,11 @@ def frame(value: Any) -> bytes:
 
 def main(argv: list[str]) -> int:
     """``argv``: optionally guard's log level (the worker logs JSON to stderr like guard)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is guard's to handle
+    # guard stops this process by closing its input once guard has drained; a signal sent to
+    # the whole process group or service (Ctrl-C, `timeout`, systemd) must not take the
+    # analyzer away from a guard that is still finishing its in-flight messages.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames may reach the real stdout
     from guard import logs

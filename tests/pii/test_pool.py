@@ -209,3 +209,56 @@ async def test_a_backlog_is_not_mistaken_for_a_stuck_worker(rules: PIIRules, ana
         assert analysis.restarts == 0
     finally:
         await analysis.aclose()
+
+
+async def test_workers_outlive_signals_meant_for_guard_and_stop_when_guard_closes(rules: PIIRules) -> None:
+    # Ctrl-C, `timeout` or systemd signal the whole group or service; guard may still be
+    # draining, so its analyzers keep working until guard closes their input.
+    analysis = ProcessAnalysis(spec_for(rules), workers=1)
+    await analysis.start()
+    pid = analysis.pids()[0]
+    assert os.getpgid(pid) != os.getpgid(0)  # not in guard's process group
+    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGINT)
+    await asyncio.sleep(0.3)
+    assert analysis.pids() == [pid] and (await analysis.analyze(ITEMS, time.monotonic() + 10))[0]
+    await analysis.aclose()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_no_analyzer_outlives_a_killed_guard() -> None:
+    script = textwrap.dedent(f"""
+        import asyncio, os, signal
+        from pathlib import Path
+        from guard import configtools as ct
+        from guard.pii.pool import AnalyzerSpec, ProcessAnalysis
+        from guard.pii.rules import load_rules
+
+        async def main():
+            rules = load_rules(Path({str(ROOT / "policies" / "pii.toml")!r}), ct.Problems())
+            analysis = ProcessAnalysis(AnalyzerSpec(entities=None, custom=tuple(rules.recognizers)), workers=2)
+            await analysis.start()
+            print(" ".join(map(str, analysis.pids())), flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == -signal.SIGKILL, out.stderr
+    pids = [int(p) for p in out.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 10
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in pids if _running(p)]
+    assert not alive, "analyzer processes outlived guard"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
