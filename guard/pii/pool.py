@@ -39,8 +39,7 @@ import os
 import pickle
 import sys
 import time
-from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,22 +100,6 @@ class _Bounded:
         """Analyses queued or running (including ones whose caller gave up)."""
         return self._pending
 
-    async def _run(self, executor: Executor, fn: Callable[..., Any], arg: Any, deadline: float) -> Any:
-        if self._pending >= self.max_pending:
-            raise PIIUnavailable("pii_overloaded")
-        loop = asyncio.get_running_loop()
-        self._pending += 1
-        try:
-            future = loop.run_in_executor(executor, fn, arg)
-        except RuntimeError:  # shut down, or broken (BrokenExecutor is a RuntimeError)
-            self._pending -= 1
-            raise
-        future.add_done_callback(self._release)
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
-        except TimeoutError as exc:
-            raise PIIUnavailable("pii_timeout") from exc
-
     def _release(self, future: asyncio.Future[Any]) -> None:
         # The slot is freed when the analysis is done, not when its caller gave up.
         self._pending -= 1
@@ -139,14 +122,21 @@ class ThreadAnalysis(_Bounded):
         return True, "in-process analyzer"
 
     async def analyze(self, items: list[Item], deadline: float) -> list[list[Detection]]:
+        if self._pending >= self.max_pending:
+            raise PIIUnavailable("pii_overloaded")
         try:
-            result: list[list[Detection]] = await self._run(self._executor, self._analyze, items, deadline)
-        except PIIUnavailable:
-            raise
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self._analyze, items)
+        except RuntimeError as exc:  # the executor is shut down
+            raise PIIUnavailable("pii_error") from exc
+        self._pending += 1
+        future.add_done_callback(self._release)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
+        except TimeoutError as exc:
+            raise PIIUnavailable("pii_timeout") from exc
         except Exception as exc:
             log.error("PII analysis failed: %s", type(exc).__name__)
             raise PIIUnavailable("pii_error") from exc
-        return result
 
     def _analyze(self, items: list[Item]) -> list[list[Detection]]:
         return analyze_items(self.analyzer, items)
