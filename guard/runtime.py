@@ -122,7 +122,7 @@ def build_runtime(settings: Settings) -> Runtime:
         runtime.key_events.append(Event(EventKind.KEYS_LOADED, details={
             "purpose": "pii", "key_ids": sorted(ring.secrets), "primary": ring.primary}))
     if pii is not None:
-        runtime.starters.append(pii.start)  # guard serves only once an analyzer is ready
+        runtime.starters.append(pii.start)  # guard serves only once the analyzers are ready
         analysis = pii.analysis
         runtime.readiness.append(lambda: ("pii", *analysis.ready()))
     if audit is not None:

@@ -77,7 +77,7 @@ class PIIStage:
         return self.analysis.pending
 
     async def start(self) -> None:
-        """Start the analyzer processes (guard does not serve before one is ready)."""
+        """Start the analyzer processes (guard does not serve before they are ready)."""
         await self.analysis.start()
 
     async def process(self, ctx: MessageContext) -> Verdict:
