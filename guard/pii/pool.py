@@ -15,7 +15,8 @@ and :class:`~guard.pii.analysis.Detection` lists come back; walking the payload,
 tokens, keys and rewriting stay in guard's process, so key material never leaves it.
 
 Workers start when the stage starts, and guard does not serve before they answer. A
-request goes to the worker with the fewest outstanding. A worker that dies (killed, out of
+message goes to the worker with the fewest outstanding requests, or, when it is large and
+several workers are idle, is split over them (:meth:`ProcessAnalysis._parts`). A worker that dies (killed, out of
 memory) fails the messages it had closed (``pii_error``) and is replaced at once; one that
 has been working on a message whose deadline passed for ``stall_grace`` seconds is killed
 and replaced (a pathological input must not hold a worker forever; messages merely queued
@@ -53,6 +54,9 @@ if TYPE_CHECKING:
     from guard.pii.engine import Analyzer
 
 log = logging.getLogger("guard.pii")
+
+ITEM_COST = 64
+"""Estimated analysis cost of one string beyond its length, in characters (see ``_parts``)."""
 
 START_TIMEOUT = 120.0
 """Seconds allowed for the first worker to import Presidio and build its analyzer."""
@@ -154,10 +158,13 @@ class _Worker:
         """In the order sent, which is the order the worker answers: the first one is running."""
         self.running_since = 0.0
         """When the worker started on the first outstanding request (monotonic)."""
+        self.requests = 0
+        """Requests sent so far."""
         self.reader: asyncio.Task[None] | None = None
 
     def send(self, request_id: int, items: list[Item],
              future: asyncio.Future[list[list[Detection]]]) -> None:
+        self.requests += 1
         if not self.outstanding:
             self.running_since = time.monotonic()
         self.outstanding[request_id] = future
@@ -183,10 +190,11 @@ class ProcessAnalysis(_Bounded):
     """Analysis in ``workers`` processes (see the module docstring)."""
 
     def __init__(self, spec: AnalyzerSpec, *, workers: int = 2, max_pending: int = 64,
-                 start_timeout: float = START_TIMEOUT, stall_grace: float = 5.0) -> None:
+                 start_timeout: float = START_TIMEOUT, stall_grace: float = 5.0, split_cost: int = 1024) -> None:
         super().__init__(max_pending)
         self.spec = spec
         self.workers = workers
+        self.split_cost = split_cost
         self.start_timeout = start_timeout
         self.stall_grace = stall_grace
         self.restarts = 0
@@ -228,17 +236,52 @@ class ProcessAnalysis(_Bounded):
                 await asyncio.wait_for(self._available.wait(), max(deadline - time.monotonic(), 0.0))
             except TimeoutError as exc:
                 raise PIIUnavailable("pii_timeout") from exc
-        worker = min(self._live, key=lambda w: len(w.outstanding))
-        request_id = next(self._ids)
-        future: asyncio.Future[list[list[Detection]]] = asyncio.get_running_loop().create_future()
-        self._pending += 1
-        future.add_done_callback(self._release)
-        worker.send(request_id, items, future)
+        loop = asyncio.get_running_loop()
+        sent: list[tuple[_Worker, int, asyncio.Future[list[list[Detection]]]]] = []
+        for worker, part in self._parts(items):
+            request_id = next(self._ids)
+            future: asyncio.Future[list[list[Detection]]] = loop.create_future()
+            self._pending += 1
+            future.add_done_callback(self._release)
+            worker.send(request_id, part, future)
+            sent.append((worker, request_id, future))
+        detections: list[list[Detection]] = []
         try:
-            return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
+            for _, _, future in sent:
+                detections += await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
         except TimeoutError as exc:
-            asyncio.get_running_loop().call_later(self.stall_grace, self._check_stalled, worker, request_id)
+            for worker, request_id, future in sent:
+                if not future.done():
+                    loop.call_later(self.stall_grace, self._check_stalled, worker, request_id)
             raise PIIUnavailable("pii_timeout") from exc
+        return detections
+
+    def _parts(self, items: list[Item]) -> list[tuple[_Worker, list[Item]]]:
+        """Where the items go: the least busy worker, or split over idle workers.
+
+        A message whose estimated cost reaches ``split_cost`` is split into contiguous parts of
+        similar cost when two or more workers are idle, so one large tool result is analyzed in
+        parallel (its latency, not the total work, goes down). Under load no worker is idle
+        and nothing is split. The cost of a string is its length plus :data:`ITEM_COST` (each
+        string costs the recognizers a fixed overhead: a 4 KB result of 85 short strings takes
+        ~10 ms).
+        """
+        idle = [w for w in self._live if not w.outstanding]
+        costs = [len(text) + ITEM_COST for text, _ in items]
+        total = sum(costs)
+        if len(idle) < 2 or len(items) < 2 or total < self.split_cost:
+            return [(min(self._live, key=lambda w: len(w.outstanding)), items)]
+        count = min(len(idle), len(items))
+        share = total / count
+        parts: list[list[Item]] = [[]]
+        size = 0
+        for item, cost in zip(items, costs, strict=True):
+            if size >= share and len(parts) < count:
+                parts.append([])
+                size = 0
+            parts[-1].append(item)
+            size += cost
+        return list(zip(idle, parts, strict=False))
 
     async def aclose(self) -> None:
         """Stop the workers (they exit when their input closes; killed if they do not)."""

@@ -106,7 +106,8 @@ async def test_a_worker_stuck_past_the_deadline_is_replaced(pool: ProcessAnalysi
 
 async def test_pending_cap_and_analyzer_errors_fail_closed(pool: ProcessAnalysis) -> None:
     with pytest.raises(PIIUnavailable) as exc:
-        await pool.analyze([("text", ("a",)), 42], time.monotonic() + 10)  # type: ignore[list-item]
+        # context words must be strings: the analyzer in the worker raises on this one
+        await pool.analyze([("mail bob@example.com", (42,))], time.monotonic() + 10)  # type: ignore[list-item]
     assert exc.value.reason == "pii_error"  # the worker reported the error and lives on
     assert (await pool.analyze(ITEMS, time.monotonic() + 10))[0] and pool.restarts == 0
     slow = [asyncio.create_task(pool.analyze(big_item(64), time.monotonic() + 30)) for _ in range(8)]
@@ -262,3 +263,13 @@ def _running(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+async def test_a_large_message_is_split_over_idle_workers_in_order(pool: ProcessAnalysis, analyzer: Analyzer) -> None:
+    items = [*ITEMS * 30, *big_item(2)]  # 91 strings, ~7,000 characters
+    before = [w.requests for w in pool._live]
+    found = await pool.analyze(items, time.monotonic() + 30)
+    assert found == analyze_items(analyzer, items)
+    assert [w.requests - b for w, b in zip(pool._live, before, strict=True)] == [1, 1]  # one part each
+    small = await pool.analyze(ITEMS, time.monotonic() + 10)  # below split_cost: one worker
+    assert small == found[:3] and sum(w.requests for w in pool._live) == sum(before) + 3
