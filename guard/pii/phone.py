@@ -39,6 +39,13 @@ path, making the same *attempts* (calls that reach the region) in the same order
    the probe never ran out; if it did, or the match is an *inner* one (the region's search
    resumes inside the candidate, off the probe's path), a real matcher resumes right after
    the match with the region's exact remaining budget.
+3. **Prunes** attempts per region by digit count: a valid number has at least
+   :func:`min_valid_digits` digits in national format and at least
+   :func:`min_international_digits` (6) with a country code, and parsing reads them from
+   the attempt's digits (or letters, which vanity numbers map to digits; the candidate
+   pattern admits no phone-context), so an attempt with fewer can be skipped for that
+   region without calling the library. This is what makes timestamps cheap: the only
+   attempt in ``2024-05-01T10:20:31Z`` is the ``20`` between the colons.
 4. **Shares** international attempts between regions: when ``parse(candidate, None)``
    succeeds, the candidate starts with a plus sign followed by a valid country code (with
    no region, ``parse`` accepts nothing else), so ``parse`` takes the same path for every
@@ -50,13 +57,6 @@ Presidio then re-parses every match of every region to name the number's region 
 result's explanation, which guard drops; matches of several regions at the same span give
 equal results that ``remove_duplicates`` collapses. The re-parse is therefore done once per
 span.
-3. **Prunes** attempts per region by digit count: a valid number has at least
-   :func:`min_valid_digits` digits in national format and at least
-   :func:`min_international_digits` (6) with a country code, and parsing reads them from
-   the attempt's digits (or letters, which vanity numbers map to digits; the candidate
-   pattern admits no phone-context), so an attempt with fewer can be skipped for that
-   region without calling the library. This is what makes timestamps cheap: the only
-   attempt in ``2024-05-01T10:20:31Z`` is the ``20`` between the colons.
 
 The results are Presidio's, built by Presidio's own code, in Presidio's order. The test
 ``tests/pii/test_phone.py`` holds this equal to the stock recognizer on generated
