@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, Any
 
 from guard.errors import PIIError
 from guard.pii.analysis import Detection, Item, TextAnalyzer, analyze_items
-from guard.pii.rules import RecognizerSpec
-from guard.pii.worker import HEADER, MAX_FRAME, frame
+from guard.pii.rules import PIIRules, RecognizerSpec
+from guard.pii.worker import HEADER, frame, frame_size
 
 if TYPE_CHECKING:
     from guard.pii.engine import Analyzer
@@ -82,6 +82,13 @@ class AnalyzerSpec:
     nlp_model: str = ""
     """An installed spaCy pipeline adding NER, or ``""`` (blank tokenizer)."""
 
+    @classmethod
+    def for_rules(cls, rules: PIIRules, nlp_model: str = "") -> AnalyzerSpec:
+        """The analyzer a rules file needs: the entity types it names and its recognizers."""
+        entities = rules.detected_entities()
+        return cls(entities=None if entities is None else tuple(sorted(entities)),
+                   custom=tuple(rules.recognizers), nlp_model=nlp_model)
+
     def build(self) -> Analyzer:
         from guard.pii.engine import Analyzer, load_spacy_pipeline
 
@@ -112,12 +119,12 @@ class _Bounded:
 
 
 class ThreadAnalysis(_Bounded):
-    """Analysis in threads of guard's process (``workers = 0``: one thread)."""
+    """Analysis in one thread of guard's process (``workers = 0``)."""
 
-    def __init__(self, analyzer: TextAnalyzer, *, threads: int = 1, max_pending: int = 64) -> None:
+    def __init__(self, analyzer: TextAnalyzer, *, max_pending: int = 64) -> None:
         super().__init__(max_pending)
         self.analyzer = analyzer
-        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="guard-pii")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-pii")
 
     async def start(self) -> None:
         return None
@@ -408,10 +415,7 @@ class ProcessAnalysis(_Bounded):
 
 async def _read_frame(stream: asyncio.StreamReader) -> Any:
     try:
-        header = await stream.readexactly(HEADER.size)
-        (size,) = HEADER.unpack(header)
-        if size > MAX_FRAME:
-            raise ValueError("frame too large")
+        size = frame_size(await stream.readexactly(HEADER.size))
         return pickle.loads(await stream.readexactly(size))
     except asyncio.IncompleteReadError:
         return None
@@ -420,10 +424,9 @@ async def _read_frame(stream: asyncio.StreamReader) -> Any:
 Analysis = ThreadAnalysis | ProcessAnalysis
 
 
-def analysis_for(spec: AnalyzerSpec, *, workers: int, max_pending: int,
-                 analyzer: Analyzer | None = None) -> Analysis:
+def analysis_for(spec: AnalyzerSpec, *, workers: int, max_pending: int) -> Analysis:
     """``workers`` processes, or for ``workers = 0`` one thread in guard's process."""
     if workers > 0:
         return ProcessAnalysis(spec, workers=workers, max_pending=max_pending)
-    return ThreadAnalysis(analyzer or spec.build(), threads=1, max_pending=max_pending)
+    return ThreadAnalysis(spec.build(), max_pending=max_pending)
 

@@ -27,14 +27,20 @@ HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 30
 
 
+def frame_size(header: bytes) -> int:
+    """The body size a frame header announces (``ValueError`` beyond :data:`MAX_FRAME`)."""
+    (size,) = HEADER.unpack(header)
+    if size > MAX_FRAME:
+        raise ValueError("frame too large")
+    return int(size)
+
+
 def read_frame(stream: BinaryIO) -> Any:
     """The next object, or ``None`` at end of input."""
     header = stream.read(HEADER.size)
     if len(header) < HEADER.size:
         return None
-    (size,) = HEADER.unpack(header)
-    if size > MAX_FRAME:
-        raise ValueError("frame too large")
+    size = frame_size(header)
     body = stream.read(size)
     if len(body) < size:
         return None

@@ -37,9 +37,6 @@ log = logging.getLogger("guard.pii")
 RevealCheck = Callable[[Principal, str, str, str], "bool | Awaitable[bool]"]
 """``reveal_check(principal, server, tool, entity_type)``: may this principal see the original?"""
 
-__all__ = ["PIIStage", "PIIUnavailable", "RevealCheck", "build_pii_stage", "deny_all_reveals"]
-
-
 def deny_all_reveals(principal: Principal, server: str, tool: str, entity_type: str) -> bool:
     """The default when no authorizer is wired: nobody may reveal anything."""
     return False
@@ -145,9 +142,7 @@ def build_pii_stage(settings: Any, reveal_check: RevealCheck | None = None) -> P
     pii: PIISettings = settings.pii if hasattr(settings, "pii") else settings
     if not pii.enabled:
         return None
-    entities = pii.rules.detected_entities()
-    spec = AnalyzerSpec(entities=None if entities is None else tuple(sorted(entities)),
-                        custom=tuple(pii.rules.recognizers), nlp_model=pii.nlp_model)
+    spec = AnalyzerSpec.for_rules(pii.rules, pii.nlp_model)
     analysis = analysis_for(spec, workers=pii.workers, max_pending=pii.max_pending)
     analyzer = analysis.analyzer if isinstance(analysis, ThreadAnalysis) else None
     protector = Protector(analyzer, pii.rules, pii.keyring, pii.deployment_id, bind_tenant=pii.bind_tenant)

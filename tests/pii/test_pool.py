@@ -26,12 +26,6 @@ ITEMS = [
 ]
 
 
-def spec_for(rules: PIIRules) -> AnalyzerSpec:
-    entities = rules.detected_entities()
-    return AnalyzerSpec(entities=None if entities is None else tuple(sorted(entities)),
-                        custom=tuple(rules.recognizers))
-
-
 def big_item(kib: int) -> list[tuple[str, tuple[str, ...]]]:
     """One string that takes the analyzer a while (phone-like order numbers, timestamps)."""
     line = "ORD-2024-000981 opened 2024-05-01T10:20:31Z by +44 20 7946 0958; "
@@ -47,7 +41,7 @@ async def wait_until(condition: object, timeout: float = 30.0) -> None:
 
 @pytest.fixture()
 async def pool(rules: PIIRules) -> ProcessAnalysis:  # type: ignore[misc]
-    analysis = ProcessAnalysis(spec_for(rules), workers=2, max_pending=8, stall_grace=0.3)
+    analysis = ProcessAnalysis(AnalyzerSpec.for_rules(rules), workers=2, max_pending=8, stall_grace=0.3)
     await analysis.start()
     yield analysis
     await analysis.aclose()
@@ -79,7 +73,7 @@ async def test_a_killed_worker_fails_its_messages_closed_and_is_replaced(pool: P
 
 
 async def test_messages_wait_for_a_replacement_within_their_deadline(rules: PIIRules) -> None:
-    analysis = ProcessAnalysis(spec_for(rules), workers=1)
+    analysis = ProcessAnalysis(AnalyzerSpec.for_rules(rules), workers=1)
     await analysis.start()
     try:
         os.kill(analysis.pids()[0], signal.SIGKILL)
@@ -119,7 +113,7 @@ async def test_pending_cap_and_analyzer_errors_fail_closed(pool: ProcessAnalysis
 
 
 async def test_close_stops_the_workers(rules: PIIRules) -> None:
-    analysis = ProcessAnalysis(spec_for(rules), workers=2)
+    analysis = ProcessAnalysis(AnalyzerSpec.for_rules(rules), workers=2)
     await analysis.start()
     pids = analysis.pids()
     await analysis.aclose()
@@ -197,7 +191,7 @@ async def test_a_backlog_is_not_mistaken_for_a_stuck_worker(rules: PIIRules, ana
     started = time.perf_counter()
     analyze_items(analyzer, big_item(128))
     assert time.perf_counter() - started > 0.3  # the first message keeps the worker busy past the grace
-    analysis = ProcessAnalysis(spec_for(rules), workers=1, stall_grace=0.2)
+    analysis = ProcessAnalysis(AnalyzerSpec.for_rules(rules), workers=1, stall_grace=0.2)
     await analysis.start()
     try:
         first = asyncio.create_task(analysis.analyze(big_item(128), time.monotonic() + 60))
@@ -215,7 +209,7 @@ async def test_a_backlog_is_not_mistaken_for_a_stuck_worker(rules: PIIRules, ana
 async def test_workers_outlive_signals_meant_for_guard_and_stop_when_guard_closes(rules: PIIRules) -> None:
     # Ctrl-C, `timeout` or systemd signal the whole group or service; guard may still be
     # draining, so its analyzers keep working until guard closes their input.
-    analysis = ProcessAnalysis(spec_for(rules), workers=1)
+    analysis = ProcessAnalysis(AnalyzerSpec.for_rules(rules), workers=1)
     await analysis.start()
     pid = analysis.pids()[0]
     assert os.getpgid(pid) != os.getpgid(0)  # not in guard's process group
