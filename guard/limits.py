@@ -1,6 +1,6 @@
 """Admission control with an injected clock, no I/O: token buckets, connection caps, circuit breakers.
 
-Each limit answers with a defined outcome (README "Limits"): a JSON-RPC error for a
+Each limit answers with a defined outcome (docs/operators.md "Limits and their defaults"): a JSON-RPC error for a
 request (rate limit -31006, in-flight -31007, circuit open -31013), or an HTTP status
 before the WebSocket upgrade (connection caps 503/429).
 """

@@ -1,4 +1,4 @@
-"""The README's configuration example is a valid configuration."""
+"""The operators guide's configuration example is a valid configuration."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from guard.config import parse
 from guard.errors import ConfigError
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "operators.md"
 
 
 def test_complete_example_parses(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
