@@ -15,7 +15,8 @@ A cases file is TOML::
     arguments = { query = "Ada" }  # optional
     expect = "allow"               # allow | deny
     # rule = "p, role:analyst, demo, tools/call, find_customer, allow"   # optional: the deciding rule
-    # reason = "explicit_deny"     # optional: allowed | explicit_deny | default_deny | invalid_target
+    # reason = "explicit_deny"     # optional: allowed | explicit_deny | undecidable_condition |
+    #                              #           default_deny | invalid_target
     # listing = true               # optional: decide as list filtering does (arguments unknown)
 
 Every case is evaluated against one snapshot; a mismatch is reported with what was expected,

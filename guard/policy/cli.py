@@ -226,6 +226,11 @@ def _print_explanation(ev: Evaluation, reference: bool | None, principal: Princi
         for rule, failed in ev.unmet:
             print(f"  {_rule_line(rule)}", file=out)
             print(f"         condition not met: {' && '.join(failed)}", file=out)
+    if ev.undecided:
+        print("conditions these arguments cannot decide (a deny applies, an allow does not):", file=out)
+        for rule, failed in ev.undecided:
+            print(f"  {_rule_line(rule)}", file=out)
+            print(f"         not decided: {' && '.join(failed)}", file=out)
     if reference is not None:
         agree = "agrees" if reference == d.allowed else "DISAGREES -- please report this"
         print(f"casbin:    {'allow' if reference else 'deny'} (reference enforcer {agree})", file=out)
@@ -241,6 +246,7 @@ def _as_json(ev: Evaluation, reference: bool | None) -> dict[str, Any]:
         "matched": [{"location": r.location, "rule": r.text, "effect": "allow" if r.allow else "deny"}
                     for r in ev.matched],
         "unmet": [{"location": r.location, "rule": r.text, "failed": list(f)} for r, f in ev.unmet],
+        "undecided": [{"location": r.location, "rule": r.text, "clauses": list(f)} for r, f in ev.undecided],
         "casbin": reference,
     }
 

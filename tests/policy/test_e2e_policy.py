@@ -192,3 +192,27 @@ async def test_policy_edit_applies_to_an_open_session_without_reconnecting(dev_k
             still = await direct.call_tool(session, "list_customers", None)
             assert "error" not in still
     assert called_tools(record).count("list_customers") >= 2
+
+
+SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "policies" / "policy.csv"
+
+
+async def test_legal_hold_holds_for_case_and_whitespace_variants_on_the_wire(dev_key: Any,
+                                                                             files: tuple[Path, Path]) -> None:
+    """The shipped legal hold, through a real guard: an admin's ``delete_customer`` for any spelling the
+    demo server reads as C001 (it strips and upper-cases ids), or a value guard cannot judge, never
+    reaches the upstream; C002 does."""
+    _, record = files
+    variants: list[Any] = ["C001", "c001", " C001", "C001\t", ["C001"], None]
+    script = [{"op": "call_tool", "name": "delete_customer", "arguments": {"customer_id": v}} for v in variants]
+    script.append({"op": "call_tool", "name": "delete_customer", "arguments": {}})
+    script.append({"op": "call_tool", "name": "delete_customer", "arguments": {"customer_id": "c002"}})
+    async with guard(config(dev_key[1], SHIPPED_POLICY, record)) as url:
+        via = await direct.run_script(websocket_client(url, headers=token(dev_key, "admin")), script, mode="legacy")
+    assert "error" not in via, via
+    *held, allowed = via["results"]
+    for result in held:
+        assert result["error"]["code"] == -31001, result
+    assert "result" in allowed and not allowed["result"].get("isError"), allowed
+    deleted = [e["arguments"] for e in read_record(record) if e.get("name") == "delete_customer"]
+    assert deleted == [{"customer_id": "c002"}], "a held customer's deletion reached the upstream"
