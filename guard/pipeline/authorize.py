@@ -18,6 +18,11 @@ are filtered to what the caller may use (``tools/call`` on the tool, ``prompts/g
 prompt, ``resources/read`` on the URI or URI template); every other field, ``nextCursor``
 included, is kept as the upstream sent it.
 
+A request that must name a target (``tools/call``, ``prompts/get``, ``resources/*``,
+``completion/complete``) and does not -- or names it inconsistently, like a completion ref whose
+``type`` is unknown or that carries both ``name`` and ``uri`` -- is denied (``invalid_target``)
+without consulting the rules; so is a target :func:`~guard.policy.targets.check_target` refuses.
+
 A denial is a JSON-RPC error with the request's id, code -31001
 (:attr:`~guard.jsonrpc.ErrorCode.POLICY_DENIED`), message ``Denied by policy`` and
 ``data: {"reason": "policy_denied"}`` -- nothing about which rule fired (MCP-NOTES: "Do not
@@ -38,7 +43,7 @@ from typing import Any, Final
 from guard import mcp
 from guard.context import Decision, Direction, MessageContext, Principal, Verdict
 from guard.jsonrpc import ErrorCode, Kind
-from guard.policy.engine import Authorizer
+from guard.policy.engine import INVALID_TARGET, Authorizer
 from guard.policy.model import RESPONSE_PREFIX
 from guard.policy.settings import PolicySettings
 from guard.policy.store import EventSink, PolicyStore
@@ -133,6 +138,9 @@ class AuthorizeStage:
         kind = ctx.message.kind
         method = ctx.method or ""
         if ctx.direction is Direction.CLIENT_TO_SERVER:
+            if kind is Kind.REQUEST and ctx.target is None and method in mcp.TARGETED_METHODS:
+                ctx.decision = Decision(False, INVALID_TARGET)  # no name/uri, or an inconsistent completion ref
+                return self._deny(method, None)
             if kind is Kind.REQUEST or kind is Kind.NOTIFICATION:
                 return self._police(ctx, method, ctx.target, arguments_of(method, ctx.message.params))
             return self._police(ctx, RESPONSE_PREFIX + method, None, {})

@@ -38,7 +38,7 @@ from guard.policy.conditions import MISSING, UNDECIDABLE, normalize_path
 from guard.policy.engine import Snapshot, subject_names
 from guard.policy.glob import compile_glob
 from guard.policy.model import ANY_SUBJECT, MODEL_TEXT
-from guard.policy.targets import canonical_target
+from guard.policy.targets import check_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,8 +218,8 @@ def build_enforcer(snapshot: Snapshot, model_text: str | None = None) -> casbin.
 
 def casbin_decide(enforcer: casbin.Enforcer, principal: Principal, server: str, action: str,
                   target: str | None, arguments: Any = None) -> tuple[bool, list[str]]:
-    """Casbin's verdict and the rule it reports. Targets are canonicalized as guard does."""
-    obj = canonical_target(target or "")
+    """Casbin's verdict and the rule it reports. Targets are checked as guard checks them."""
+    obj = check_target(target or "")
     if obj is None:
         return False, []
     allowed, rule = enforcer.enforce_ex(RequestSubject(subject_names(principal)), server, action, obj,

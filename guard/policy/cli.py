@@ -215,8 +215,6 @@ def _print_explanation(ev: Evaluation, reference: bool | None, principal: Princi
     print(f"holds:     {', '.join(_show(s) for s in sorted(ev.subjects))}", file=out)
     print(f"request:   server={_show(args.server)} method={_show(args.method)} "
           f"target={_show(args.target or '')}", file=out)
-    if ev.target is not None and ev.target != (args.target or ""):
-        print(f"matched as: {_show(ev.target)} (canonical form)", file=out)
     if ev.matched:
         print("matching rules (file order; a deny overrides every allow):", file=out)
         for rule in ev.matched:

@@ -30,7 +30,7 @@ from typing import Any, Final, Protocol
 from guard.context import Decision, Principal
 from guard.policy.model import ANONYMOUS_SUBJECT, ANY_SUBJECT, ROLE_PREFIX, USER_PREFIX
 from guard.policy.rules import Link, ParsedPolicy, Rule
-from guard.policy.targets import canonical_target
+from guard.policy.targets import check_target
 
 ALLOWED: Final = "allowed"
 EXPLICIT_DENY: Final = "explicit_deny"
@@ -175,7 +175,7 @@ class Snapshot:
     def decide(self, principal: Principal, server: str, action: str, target: str | None,
                arguments: Any = None) -> Decision:
         """The decision for one request. ``arguments`` may be :data:`ANY_ARGUMENTS`."""
-        obj = canonical_target(target or "")
+        obj = check_target(target or "")
         if obj is None:
             return Decision(False, INVALID_TARGET)
         candidates = self.candidates(self.subjects_for(principal), server, action, obj)
@@ -211,7 +211,7 @@ class Snapshot:
         """Like :meth:`decide`, but keep every rule involved (slower; for explain and tests)."""
         decision = self.decide(principal, server, action, target, arguments)
         subjects = self.subjects_for(principal)
-        obj = canonical_target(target or "")
+        obj = check_target(target or "")
         if obj is None:
             return Evaluation(decision, subjects, None, (), ())
         matched: list[Rule] = []

@@ -31,6 +31,8 @@ p, role:support, demo, tools/call, send_message, allow, to glob *@example.com
 p, role:support, demo, sampling/createMessage, *, allow, maxTokens <= 1000
 p, *, demo, roots/list, *, deny
 p, role:analyst, demo, resources/read, customers://directory, deny
+p, role:analyst, demo, completion/complete, summarize_customer, allow
+p, role:analyst, demo, completion/complete, customers://{customer_id}, allow
 """
 
 ANALYST = Principal(subject="alice", roles=("analyst",))
@@ -92,6 +94,37 @@ async def test_argument_rule_is_enforced_on_the_request() -> None:
     bad = c2s_request(SUPPORT, "tools/call", {"name": "send_message", "arguments": {"to": "a@evil.test"}})
     assert not (await stage().process(ok)).rejected
     assert (await stage().process(bad)).rejected
+
+
+@pytest.mark.parametrize(
+    ("ref", "allowed"),
+    [
+        ({"type": "ref/prompt", "name": "summarize_customer"}, True),
+        ({"type": "ref/resource", "uri": "customers://{customer_id}"}, True),
+        ({"type": "ref/resource", "uri": "customers://directory"}, False),
+        # the attack: a denied URI with an allowed prompt's name added used to be authorized by the name
+        ({"type": "ref/resource", "uri": "customers://directory", "name": "summarize_customer"}, False),
+        ({"type": "ref/prompt", "name": "summarize_customer", "uri": "customers://directory"}, False),
+        ({"type": "ref/other", "name": "summarize_customer"}, False),
+        ({"name": "summarize_customer"}, False),
+        (None, False),
+    ],
+)
+async def test_completion_target_follows_ref_type(ref: Any, allowed: bool) -> None:
+    ctx = c2s_request(ANALYST, "completion/complete", {"ref": ref, "argument": {"name": "customer_id", "value": "C"}})
+    verdict = await stage().process(ctx)
+    assert verdict.rejected is not allowed
+    if not allowed and ctx.target is None:
+        assert ctx.decision == Decision(False, "invalid_target", None)
+
+
+@pytest.mark.parametrize("params", [{}, {"name": 5}, {"arguments": {}}])
+async def test_a_call_without_a_target_is_denied_without_consulting_the_rules(params: dict[str, Any]) -> None:
+    """``p, role:admin, demo, *, *, allow`` would match an empty target; a malformed call is refused instead."""
+    admin_stage = AuthorizeStage(Authorizer(snapshot("p, role:admin, demo, *, *, allow\n")))
+    ctx = c2s_request(Principal("root", ("admin",)), "tools/call", params)
+    verdict = await admin_stage.process(ctx)
+    assert verdict.rejected and ctx.decision == Decision(False, "invalid_target", None)
 
 
 @pytest.mark.parametrize(
