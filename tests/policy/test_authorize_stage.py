@@ -351,3 +351,62 @@ async def test_from_settings_loads_and_watches(tmp_path: Path) -> None:
     assert not built.store.status()["watching"]
     with pytest.raises(ValueError):
         AuthorizeStage.from_settings(PolicySettings())
+
+
+# -- tokens are judged as the values they open to ------------------------------------------------
+
+def _token_stage(policy: str) -> tuple[AuthorizeStage, Any]:
+    from guard.crypto.aead import KeyRing
+    from guard.pii.opening import TokenOpener
+    from guard.pii.rules import ActionSpec
+    from guard.pii.tokens import apply_action, binding_for
+    from guard.policy.conditions import UNDECIDABLE
+
+    ring = KeyRing("k1", {"k1": bytes(range(32))})
+    view = TokenOpener(ring, "dep", bind_tenant=False, bind_principal=True, undecidable=UNDECIDABLE)
+
+    def mint(value: str, principal: Principal) -> str:
+        binding = binding_for("dep", principal, bind_tenant=False, bind_principal=True)
+        return apply_action(ActionSpec("tokenize"), "EMAIL_ADDRESS", value, ring, binding)
+
+    return AuthorizeStage(Authorizer(snapshot(policy)), argument_view=view), mint
+
+
+async def test_token_is_judged_as_the_value_it_opens_to() -> None:
+    stage_, mint = _token_stage(POLICY)
+
+    async def send(to: str, who: Principal = SUPPORT) -> MessageContext:
+        ctx = c2s_request(who, "tools/call", {"name": "send_message", "arguments": {"to": to}})
+        await stage_.process(ctx)
+        return ctx
+
+    assert (await send(mint("ada@example.com", SUPPORT))).decision.allowed  # type: ignore[union-attr]
+    assert not (await send(mint("attacker@evil.example", SUPPORT))).decision.allowed  # type: ignore[union-attr]
+    other = Principal(subject="carl", roles=("support",))
+    foreign = await send(mint("ada@example.com", other))  # minted for carl, used by bob: does not open
+    assert foreign.decision == Decision(False, "default_deny", None)
+    assert "<pii:" in foreign.message.params["arguments"]["to"], "the view is never forwarded"
+
+
+async def test_a_token_that_does_not_open_makes_a_deny_apply() -> None:
+    stage_, mint = _token_stage("p, role:admin, demo, *, *, allow\n"
+                                "p, *, demo, tools/call, delete_customer, deny, customer_id ~== C001\n")
+    admin, other = Principal("root", ("admin",)), Principal("eve", ("admin",))
+    ctx = c2s_request(admin, "tools/call", {"name": "delete_customer",
+                                            "arguments": {"customer_id": mint("C002", other)}})
+    assert (await stage_.process(ctx)).rejected
+    assert ctx.decision is not None and ctx.decision.reason == "undecidable_condition"
+    ctx = c2s_request(admin, "tools/call", {"name": "delete_customer",
+                                            "arguments": {"customer_id": mint(" c001", admin)}})
+    assert (await stage_.process(ctx)).rejected and ctx.decision.reason == "explicit_deny"  # type: ignore[union-attr]
+
+
+async def test_a_failing_argument_view_fails_closed() -> None:
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("boom")
+
+    stage_ = AuthorizeStage(Authorizer(snapshot(POLICY)), argument_view=broken)
+    ctx = c2s_request(SUPPORT, "tools/call", {"name": "send_message", "arguments": {"to": "a@example.com"}})
+    assert (await stage_.process(ctx)).rejected
+    ok = c2s_request(SUPPORT, "tools/call", {"name": "find_customer", "arguments": {"query": "x"}})
+    assert not (await stage_.process(ok)).rejected  # unconditional rules do not read the arguments
