@@ -34,7 +34,7 @@ from guard.auth import discovery, tokens
 from guard.auth.jwks import JWKSCache, KeysUnavailableError
 from guard.auth.keys import MAX_CANDIDATES, KeyLoadError, VerificationKey, hmac_key, select, static_keys
 from guard.auth.principal import build_principal
-from guard.auth.settings import AuthSettings, IssuerSettings, normalize_origin
+from guard.auth.settings import AuthSettings, IssuerSettings, alias_problem, normalize_origin
 from guard.auth.tokens import TokenRejectedError
 from guard.context import ANONYMOUS, Principal
 from guard.errors import ConfigError
@@ -103,6 +103,10 @@ class Authenticator:
         self._clock = clock
         self._http = http
         self._owns_http = http is None
+        unnamed = alias_problem(settings.issuers)
+        if unnamed is not None:  # also checked when parsing; refused here too, by construction
+            raise ConfigError([f"auth.issuers: {unnamed}"])
+        self._aliases = tuple(sorted(i.alias for i in settings.issuers if i.alias is not None))
         try:
             self._issuers = {i.issuer: _Issuer(i, self._client, clock) for i in settings.issuers}
         except KeyLoadError as exc:  # files changed since the config was parsed
@@ -193,6 +197,7 @@ class Authenticator:
             subject_claim=i.subject_claim or s.subject_claim,
             roles_claim=i.roles_claim if i.roles_claim is not None else s.roles_claim,
             tenant_claim=i.tenant_claim or s.tenant_claim,
+            namespace=i.alias, reserved=self._aliases,
         )
 
     def _challenge(self, server: str, headers: Mapping[str, str], base_url: str | None, reason: str, *,

@@ -62,11 +62,17 @@ ANY_ARGUMENTS: Final = _AnyArguments()
 def subject_names(principal: Principal) -> tuple[str, ...]:
     """The names a principal holds before ``g`` expansion: ``user:<sub>`` (or ``anonymous``) and roles.
 
-    Strings are used verbatim after the prefix: a subject ``alice, role:admin`` is the single
-    name ``user:alice, role:admin`` and grants nothing extra (names are compared, never parsed).
+    A principal of an issuer with an alias holds ``user:<alias>/<sub>`` and ``role:<alias>/<role>``
+    instead, so one issuer's subjects and roles never match rules written for another's; a role
+    from such an issuer counts as a plain ``role:<role>`` only where a ``g`` line says so
+    (``g, role:partner/support, role:support``). Strings are used verbatim after the prefix: a
+    subject ``alice, role:admin`` is the single name ``user:alice, role:admin`` and grants
+    nothing extra (names are compared, never parsed).
     """
-    first = ANONYMOUS_SUBJECT if principal.anonymous else USER_PREFIX + principal.subject
-    return (first, *(ROLE_PREFIX + role for role in principal.roles))
+    if principal.anonymous:
+        return (ANONYMOUS_SUBJECT, *(ROLE_PREFIX + role for role in principal.roles))
+    space = principal.namespace + "/" if principal.namespace else ""
+    return (USER_PREFIX + space + principal.subject, *(ROLE_PREFIX + space + role for role in principal.roles))
 
 
 @dataclass(slots=True)

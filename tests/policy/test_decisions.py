@@ -277,3 +277,22 @@ def test_evaluate_reports_undecidable_conditions() -> None:
     assert [r.text for r, _ in ev.undecided] == [
         "p, *, demo, tools/call, delete_customer, deny, customer_id == C001"]
     assert ev.undecided[0][1] == ("customer_id == C001 (undecidable)",)
+
+
+def test_second_issuers_admin_role_does_not_match_first_issuers_rules() -> None:
+    """Principals are namespaced by their issuer's alias: the partner IdP's 'alice' and 'admin' are
+    user:partner/alice and role:partner/admin, which match only rules (or g lines) naming them."""
+    snap = snapshot("p, role:admin, demo, *, *, allow\n"
+                    "p, user:alice, demo, tools/call, echo, allow\n"
+                    "p, role:analyst, demo, tools/call, find_customer, allow\n"
+                    "g, role:partner/support, role:analyst\n"      # trust the partner's support role as analyst
+                    "p, user:partner/bob, demo, tools/call, echo, allow\n")
+    partner_alice = Principal("alice", ("admin", "support"), issuer="https://partner.test", namespace="partner")
+    assert not snap.decide(partner_alice, "demo", "tools/call", "delete_customer", {}).allowed
+    assert not snap.decide(partner_alice, "demo", "tools/call", "echo", {}).allowed
+    assert snap.decide(partner_alice, "demo", "tools/call", "find_customer", {}).allowed  # via the g line
+    assert snap.decide(Principal("bob", namespace="partner"), "demo", "tools/call", "echo", {}).allowed
+    home_alice = Principal("alice", issuer="https://home.test")
+    assert snap.decide(home_alice, "demo", "tools/call", "echo", {}).allowed
+    assert snap.decide(Principal("root", ("admin",), issuer="https://home.test"), "demo", "tools/call",
+                       "delete_customer", {}).allowed

@@ -281,3 +281,30 @@ async def test_dot_segment_uri_is_never_forwarded_as_something_else(dev_key: Any
     assert "result" in allowed, allowed
     received = [e["uri"] for e in read_record(record) if e["method"] == "resources/read"]
     assert received == ["customers://C002"], "the upstream received a URI other than the one authorized"
+
+
+async def test_second_issuers_admin_role_does_not_match_first_issuers_rules_on_the_wire(
+        dev_key: Any, files: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two trusted issuers: the partner's token for sub 'alice' with role 'admin' is user:partner/alice,
+    role:partner/admin, so it matches neither the home issuer's alice nor the admin rules."""
+    policy, record = files
+    policy.write_text("p, role:admin, demo, *, *, allow\n"
+                      "p, *, demo, tools/list, *, allow\n"
+                      "p, user:alice, demo, tools/call, echo, allow\n", encoding="utf-8")
+    partner_dir = tmp_path / "partner-keys"
+    devkeys.generate_dev_keys(partner_dir)
+    partner_key = devkeys.load_dev_signing_key(partner_dir)
+    cfg = config(dev_key[1], policy, record)
+    cfg["auth"]["issuers"].append({"issuer": "https://partner.test", "alias": "partner", "algorithms": ["ES256"],
+                                   "public_keys": [str(partner_dir / devkeys.AUTH_JWKS)]})
+    partner = mint_dev_token(partner_key, subject="alice", roles=("admin",), ttl=300, issuer="https://partner.test",
+                             audience=(AUD,))
+    script = [{"op": "call_tool", "name": "echo", "arguments": {"text": "hi"}},
+              {"op": "call_tool", "name": "delete_customer", "arguments": {"customer_id": "C002"}}]
+    async with guard(cfg) as url:
+        theirs = await direct.run_script(websocket_client(url, headers={"Authorization": f"Bearer {partner}"}),
+                                         script, mode="legacy")
+        ours = await direct.run_script(websocket_client(url, headers=token(dev_key)), script[:1], mode="legacy")
+    assert [r["error"]["code"] for r in theirs["results"]] == [-31001, -31001], theirs
+    assert "result" in ours["results"][0], ours
+    assert called_tools(record) == ["echo"], "the partner issuer's principal reached the upstream"
