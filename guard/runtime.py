@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.auth import Authenticator, AuthFailure
+from guard.auth.headers import HeaderSource
 from guard.config import Settings
 from guard.context import Event, EventKind, Principal
 from guard.limits import CircuitBreaker, ConnectionLimiter, RateLimiter
@@ -48,9 +49,12 @@ class Runtime:
     connections: ConnectionLimiter = field(default_factory=lambda: ConnectionLimiter(10_000, 64))
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
-    async def authenticate(self, server: str, headers: dict[str, str], query: str,
+    async def authenticate(self, server: str, headers: HeaderSource, query: str,
                            base_url: str | None = None) -> Principal | AuthFailure:
-        """The principal for a handshake, or an auth failure (see :mod:`guard.auth`). Fails closed."""
+        """The principal for a handshake, or an auth failure (see :mod:`guard.auth`). Fails closed.
+
+        Pass the headers as received (ASGI pairs or starlette ``Headers``), not a merged dict:
+        a repeated ``Authorization`` or ``Origin`` is refused (:mod:`guard.auth.headers`)."""
         if self.authenticator is None:
             return AuthFailure(status=503, reason="authentication_not_configured", headers={})
         return await self.authenticator.authenticate(server, headers, query=query, base_url=base_url)

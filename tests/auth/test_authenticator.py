@@ -16,6 +16,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from guard.auth import Authenticator, AuthFailure, IssuerSettings
+from guard.auth.headers import HeaderSource
 from guard.context import ANONYMOUS, Principal
 from guard.errors import ConfigError
 from tests.auth.helpers import (
@@ -49,7 +50,7 @@ def auth(pem_file: Path, clock: FrozenClock) -> Authenticator:
     return Authenticator(settings(static_issuer(pem_file), resource="https://guard.example.test"), clock=clock)
 
 
-async def fail(auth: Authenticator, headers: dict[str, str], server: str = "demo", **kw: Any) -> AuthFailure:
+async def fail(auth: Authenticator, headers: HeaderSource, server: str = "demo", **kw: Any) -> AuthFailure:
     outcome = await auth.authenticate(server, headers, **kw)
     assert isinstance(outcome, AuthFailure), outcome
     return outcome
@@ -386,3 +387,26 @@ def test_key_file_that_went_bad_after_parsing_is_a_config_error(tmp_path: Path) 
     path = tmp_path / "gone.pem"
     with pytest.raises(ConfigError):
         Authenticator(settings(static_issuer(path)))
+
+
+# --- repeated security headers -----------------------------------------------------------------
+
+async def test_two_authorization_headers_are_refused_whatever_their_order(pem_file: Path, clock: FrozenClock,
+                                                                         ec: TestKey) -> None:
+    """Whichever copy a front proxy reads, guard must not read another: two are refused, 400."""
+    from starlette.datastructures import Headers
+
+    auth = Authenticator(settings(static_issuer(pem_file)), clock=clock)
+    good = f"Bearer {sign(ec)}"
+    for raw in ([("Authorization", good), ("authorization", "Bearer x.y.z")],
+                [("authorization", "Bearer x.y.z"), ("AUTHORIZATION", good)],
+                [(b"authorization", good.encode()), (b"authorization", good.encode())],
+                Headers(raw=[(b"authorization", good.encode()), (b"authorization", b"Basic YTpi")])):
+        failure = await fail(auth, raw)
+        assert (failure.status, failure.reason) == (400, "duplicate_authorization")
+        assert 'error="invalid_request"' in failure.headers["WWW-Authenticate"]
+    failure = await fail(auth, [("authorization", good), ("origin", "https://a.test"), ("Origin", "https://b.test")])
+    assert (failure.status, failure.reason) == (400, "duplicate_origin")
+    ok = await auth.authenticate("demo", Headers(raw=[(b"authorization", good.encode()), (b"x-a", b"1"),
+                                                      (b"x-a", b"2")]))
+    assert isinstance(ok, Principal)
