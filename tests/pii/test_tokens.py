@@ -297,3 +297,19 @@ def test_view_of_an_unopenable_token_inside_a_blob_makes_everything_undecidable(
                "params": {"name": "t", "arguments": {"x": "y"}, "inputResponses": {"r1": answer}}}
     assert opener(ring, scan_blobs=True)(payload, Kind.REQUEST, "tools/call", ALICE) is UNDECIDABLE
     assert opener(ring)(payload, Kind.REQUEST, "tools/call", ALICE) is payload["params"], "blobs not scanned"
+
+
+def test_principal_binding_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    from guard import configtools as ct
+    from guard.pii.settings import parse_pii
+
+    ring_doc = keys.dump_keyring(KeyRing("k1", {"k1": FIXED_SECRET}))
+    rules = str(Path(__file__).resolve().parents[2] / "policies" / "pii.toml")
+    for raw, expected in (({}, True), ({"bind_principal": False}, False)):
+        problems = ct.Problems()
+        pii = parse_pii({"rules": rules, "keyring_env": "RING", **raw}, problems, tmp_path, environ={"RING": ring_doc})
+        assert not problems.items and pii.bind_principal is expected
+    problems = ct.Problems()
+    parse_pii({"rules": rules, "keyring_env": "RING", "bind_principal": "yes"}, problems, tmp_path,
+              environ={"RING": ring_doc})
+    assert any("bind_principal" in p for p in problems.items)
