@@ -8,8 +8,10 @@ refused outright (``invalid_target``) instead of being matched in some other for
 * longer than :data:`MAX_TARGET_LENGTH`, or holding a control character: MCP tool names are
   short identifiers and RFC 3986 URIs contain no control characters, so such a value can only
   be an attempt to confuse matching, logs or audit;
-* a URI whose path holds a ``.`` or ``..`` segment, literally or once percent-decoding is
-  applied (``%2E%2E``, ``..%2F``, ``%252e%252e`` for an upstream that decodes twice), or with
+* a URI (anything starting with an RFC 3986 scheme, ``file:``, ``customers:``...) whose
+  hierarchical part -- authority and path, up to ``?`` or ``#`` -- holds a ``.`` or ``..``
+  segment, literally or once percent-decoding is applied (``%2E%2E``, ``..%2F``,
+  ``C002%2F..%2Fdirectory``, ``%252e%252e`` for an upstream that decodes twice), or with
   ``\\`` read as ``/``. RFC 3986 section 5.2.4 would remove dot segments, but upstreams differ in
   whether and when they do: ``crm://customers/c-1/../../x`` checked as ``crm://customers/x``
   and forwarded raw would let the upstream resolve something else than was authorized.
@@ -35,19 +37,20 @@ def _has_control(value: str) -> bool:
     return _CONTROL.search(value) is not None
 
 
-def _uri_path(value: str) -> str | None:
-    """The path of a hierarchical URI (between the authority and ``?``/``#``), else None."""
-    sep = value.find("://")
-    if sep <= 0:
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def _hierarchical_part(value: str) -> str | None:
+    """Authority and path of a URI (after ``scheme:``, before ``?``/``#``); ``None`` for a name."""
+    scheme = _SCHEME.match(value)
+    if scheme is None:
         return None
-    start = sep + 3
-    end = len(value)
+    rest = value[scheme.end():]
     for ch in "?#":
-        pos = value.find(ch, start)
+        pos = rest.find(ch)
         if pos >= 0:
-            end = min(end, pos)
-    slash = value.find("/", start, end)
-    return None if slash < 0 else value[slash:end]
+            rest = rest[:pos]
+    return rest
 
 
 def _has_dot_segment(path: str) -> bool:
@@ -58,9 +61,7 @@ def check_target(value: str) -> str | None:
     """``value`` itself when rules may be matched against it, ``None`` when it must be refused."""
     if len(value) > MAX_TARGET_LENGTH or _has_control(value):
         return None
-    if "://" not in value:
-        return value
-    path = _uri_path(value)
+    path = _hierarchical_part(value)
     if not path:
         return value
     for _ in range(MAX_DECODE_PASSES):

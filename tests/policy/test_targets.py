@@ -37,9 +37,18 @@ def test_an_accepted_uri_never_decodes_to_a_dot_segment(tail: str) -> None:
         assert not {".", ".."} & set(form.replace("\\", "/").split("/")), form
 
 
-@pytest.mark.parametrize("name", ["find_customer", "a/../b", "send_message/EMAIL_ADDRESS", "x..y"])
-def test_names_are_matched_as_sent(name: str) -> None:
+@pytest.mark.parametrize("name", ["find_customer", "a/../b", "send_message/EMAIL_ADDRESS", "x..y", "ns:tool",
+                                  "customers://C001", "file:///srv/a.b/c..d", "customers://{customer_id}",
+                                  "https://example.com/a?next=../x"])
+def test_names_and_plain_uris_are_matched_as_sent(name: str) -> None:
     assert check_target(name) == name
+
+
+@pytest.mark.parametrize("uri", ["customers://C002%2F..%2Fdirectory", "customers://..", "customers://./x",
+                                 "file:/srv/public/../etc/passwd", "file:%2e%2e/x", "crm://customers/c-1/../../x",
+                                 "file:///srv/%2e/x", "file:///a\\..\\b"])
+def test_dot_segments_anywhere_in_the_authority_or_path_are_refused(uri: str) -> None:
+    assert check_target(uri) is None
 
 
 @pytest.mark.parametrize(
