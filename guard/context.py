@@ -38,6 +38,9 @@ class Principal:
     anonymous: bool = False
     client_cert_subject: str | None = None
     key_id: str | None = None
+    namespace: str | None = None
+    """The issuer's alias (``[[auth.issuers]] alias``): the policy names this principal
+    ``user:<namespace>/<subject>`` and its roles ``role:<namespace>/<role>``."""
 
 
 ANONYMOUS = Principal(subject="anonymous", anonymous=True)

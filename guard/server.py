@@ -112,9 +112,9 @@ class GuardApp:
         if SUBPROTOCOL not in offered:
             await _deny(websocket, 400, "the WebSocket subprotocol 'mcp' is required (Sec-WebSocket-Protocol: mcp)")
             return
-        headers = {k.lower(): v for k, v in websocket.headers.items()}
         query = websocket.scope.get("query_string", b"").decode("latin-1")
-        outcome = await runtime.authenticate(name, headers, query, base_url=str(websocket.base_url))
+        # the headers as received (duplicates kept): a repeated Authorization or Origin is refused
+        outcome = await runtime.authenticate(name, websocket.headers, query, base_url=str(websocket.base_url))
         if not isinstance(outcome, Principal):
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
                                               code=outcome.status, reason=outcome.reason))

@@ -114,7 +114,8 @@ def instructions(port: int, tokens: dict[str, str], dev: Path) -> str:
         "  PY",
         "",
         "alice (analyst) sees protected values as <pii:...> tokens and cannot delete; bob (support) may",
-        "send_message to a token and guard restores the address upstream; carol (admin) may do everything.",
+        "send_message to an @example.com address, also as its token (guard restores it upstream);",
+        "carol (admin) may do everything but delete C001 (legal hold).",
         f"Audit log: {dev}/audit/guard-audit.jsonl  (verify: guard audit verify {dev}/audit "
         f"--key {dev}/keys/audit-signing-key.pub.pem)",
         "Stop with Ctrl-C.",
