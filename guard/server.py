@@ -39,6 +39,7 @@ from guard.relay import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
+    EXPIRED_ERROR,
     Relay,
     RelayLimits,
     close_reason,
@@ -81,7 +82,12 @@ class GuardApp:
         self._expiries: set[asyncio.Task[None]] = set()
 
     async def drain(self, deadline: float) -> None:
-        """Graceful shutdown: refuse new work, let in-flight requests finish, then close sessions (1001)."""
+        """Graceful shutdown: refuse new work, let in-flight requests finish, then end every session.
+
+        Requests still pending after ``deadline`` are answered -31012 (``shutting_down``) through
+        the pipeline, so the audit log records each outcome, and the upstream is told to stop
+        them; then each session closes 1001. A client too slow to take its answers gets 5 s.
+        """
         self.draining = True
         for relay in list(self.active):
             relay.draining = True
@@ -89,8 +95,11 @@ class GuardApp:
         while time.monotonic() < end and any(relay.in_flight for relay in self.active):
             await asyncio.sleep(0.05)
         left = list(self.active)
-        for relay in left:
-            await relay.shutdown(CLOSE_GOING_AWAY, "server shutting down")
+        endings = [asyncio.create_task(relay.shutdown(CLOSE_GOING_AWAY, "server shutting down")) for relay in left]
+        if endings:
+            _, late = await asyncio.wait(endings, timeout=5.0)
+            for task in late:
+                task.cancel()
         end = time.monotonic() + 5.0
         while self.active and time.monotonic() < end:
             await asyncio.sleep(0.05)
@@ -142,7 +151,7 @@ class GuardApp:
         settings = runtime.settings
         upstream_settings = settings.upstreams[name]
         breaker = runtime.breakers.get(name)
-        if breaker is not None and not breaker.allow():
+        if breaker is not None and not breaker.accepts_connections():  # never takes the half-open probe
             await _deny(websocket, 503, "upstream temporarily unavailable (circuit open)", {"Retry-After": "5"})
             return
         info = SessionInfo(id=secrets.token_urlsafe(16), server=name, client_addr=addr, principal=principal)
@@ -152,7 +161,7 @@ class GuardApp:
             await upstream.start()
         except UpstreamUnavailable as exc:
             if breaker is not None:
-                breaker.failure()
+                breaker.failure(key)
             log.warning("session %s: upstream %s unavailable: %s", info.id, name, exc)
             await websocket.close(CLOSE_TRY_AGAIN_LATER, close_reason(f"upstream unavailable: {exc}"))
             await runtime.pipeline.emit(Event(EventKind.CLOSE, server=name, session=info, client_addr=addr,
@@ -202,7 +211,7 @@ class GuardApp:
         loop = asyncio.get_running_loop()
 
         def expire() -> None:
-            task = loop.create_task(relay.shutdown(CLOSE_POLICY_VIOLATION, "token expired"))
+            task = loop.create_task(relay.shutdown(CLOSE_POLICY_VIOLATION, "token expired", EXPIRED_ERROR))
             self._expiries.add(task)
             task.add_done_callback(self._expiries.discard)
 
@@ -299,9 +308,10 @@ def uvicorn_config(app: Any, runtime: Runtime, **overrides: Any) -> uvicorn.Conf
 class GuardServer(uvicorn.Server):
     """uvicorn's server with guard's graceful drain on SIGTERM/SIGINT.
 
-    Order: stop accepting, let in-flight requests finish (up to ``drain_timeout``), close
-    remaining sessions with 1001, then uvicorn's own shutdown and the lifespan shutdown,
-    which flushes audit. The process then exits 0.
+    Order: stop accepting, let in-flight requests finish (up to ``drain_timeout``), answer
+    what is still pending with -31012 and close the remaining sessions with 1001, then
+    uvicorn's own shutdown and the lifespan shutdown, which flushes audit. The process then
+    exits 0.
     """
 
     def __init__(self, config: uvicorn.Config, guard_app: GuardApp) -> None:
