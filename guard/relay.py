@@ -611,9 +611,17 @@ def _with_id(message: Message, request_id: RequestId | None) -> Message:
 
 
 def _transport_failure(message: Message) -> bool:
-    """An error the upstream *transport* produced (Streamable HTTP: unreachable, HTTP 5xx)."""
+    """An error the upstream *transport* produced (Streamable HTTP: unreachable, HTTP 5xx, bad reply).
+
+    An HTTP 4xx other than 408 and 429 says the request was refused, not that the upstream is
+    sick (and the client chose the request): it does not count against the breaker.
+    """
     error = message.error
-    return error is not None and error.get("code") in (ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.UPSTREAM_ERROR)
+    if error is None or error.get("code") not in (ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.UPSTREAM_ERROR):
+        return False
+    data = error.get("data")
+    status = data.get("status") if isinstance(data, dict) else None
+    return not (isinstance(status, int) and 400 <= status < 500 and status not in (408, 429))
 
 
 def _outcome(message: Message) -> str:

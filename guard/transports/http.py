@@ -179,7 +179,8 @@ class StreamableHttpUpstream:
                     return
                 if not 200 <= resp.status_code < 300:
                     await resp.aread()
-                    await self._answer_failed(message, f"upstream answered HTTP {resp.status_code}")
+                    await self._answer_failed(message, f"upstream answered HTTP {resp.status_code}",
+                                              status=resp.status_code)
                     return
                 await self._read_body(resp, message)
         except httpx.TransportError as exc:
@@ -262,10 +263,15 @@ class StreamableHttpUpstream:
                     if paths:
                         self._param_paths[tool["name"]] = paths
 
-    async def _answer_failed(self, message: Message, reason: str, code: int = ErrorCode.UPSTREAM_ERROR) -> None:
+    async def _answer_failed(self, message: Message, reason: str, code: int = ErrorCode.UPSTREAM_ERROR,
+                             status: int | None = None) -> None:
+        """Answer a request the upstream failed (-31004/-31011); ``data.status`` carries an HTTP status."""
         if message.kind is Kind.REQUEST and message.id is not None:
             text = "Upstream unavailable" if code == ErrorCode.UPSTREAM_UNAVAILABLE else "Upstream error"
-            err = error_response(message.id, code, text, {"reason": reason})
+            data: dict[str, Any] = {"reason": reason}
+            if status is not None:
+                data["status"] = status
+            err = error_response(message.id, code, text, data)
             await self._incoming.put(serialize(err))
         else:
             log.warning("upstream %s: %s", self._settings.name, reason)

@@ -26,6 +26,7 @@ from websockets.exceptions import InvalidStatus
 
 from tests.core.test_relay_bad_input import SCRIPT, call, req
 from tests.support.guard_server import running_guard
+from tests.support.http_upstream import http_upstream
 from tests.support.tokens import auth_config, bearer
 
 pytestmark = pytest.mark.slow
@@ -61,9 +62,10 @@ async def open_breaker(url: str) -> None:
     await expect_refused(url)
 
 
-async def expect_refused(url: str) -> None:
+async def expect_refused(url: str, headers: dict[str, str] | None = None) -> None:
     with pytest.raises(InvalidStatus) as info:
-        async with session(url, "carol"):
+        async with connect(url, subprotocols=["mcp"],  # type: ignore[list-item]
+                           additional_headers=bearer("carol") if headers is None else headers):
             pass
     assert info.value.response.status_code == 503
 
@@ -147,3 +149,26 @@ async def test_unanswered_elicitation_timeouts_do_not_count_against_the_breaker(
                     assert reply["id"] == rid and reply["error"]["code"] == -31005
         async with session(url, "carol") as c:  # four timeouts from two principals: still closed
             assert "result" in await call(c, req(1, "ping"))
+
+
+@pytest.mark.parametrize("status,opens", [(400, False), (404, False), (500, True), (503, True)])
+async def test_upstream_refusing_a_request_is_not_an_upstream_failure(status: int, opens: bool) -> None:
+    """Streamable HTTP: a 4xx answers the client's request (its doing); a 5xx is the upstream failing."""
+    async with http_upstream() as (upstream_url, _):
+        cfg = {"upstreams": {"h": {"url": upstream_url, "breaker_failures": 2, "breaker_reset": 60}},
+               "auth": {"anonymous_servers": ["h"]}}
+        async with running_guard(cfg) as base:
+            url = f"{base}/mcp/h"
+            for host in ("127.0.0.1", "127.0.0.2"):  # two anonymous principals
+                async with connect(url, subprotocols=["mcp"], local_addr=(host, 0)) as ws:  # type: ignore[list-item]
+                    for rid in (1, 2):
+                        reply = await call(ws, req(rid, "test/status", {"status": status}))
+                        if reply["error"]["code"] == -31013:  # opened by now (5xx only)
+                            assert opens
+                            continue
+                        assert reply["error"]["code"] == -31011 and reply["error"]["data"]["status"] == status
+            if opens:
+                await expect_refused(url, headers={})
+            else:
+                async with connect(url, subprotocols=["mcp"]) as ws:  # type: ignore[list-item]
+                    assert "result" in await call(ws, req(1, "ping"))

@@ -2,7 +2,8 @@
 
 Every request is answered ``{"method": ..., "params": ...}`` in one JSON body, decoded and
 encoded with the stdlib (exact integers), except ``test/raw_result``, answered with
-``params.text`` written verbatim as the result, and ``test/sse``, answered over an SSE stream.
+``params.text`` written verbatim as the result, ``test/sse``, answered over an SSE stream, and
+``test/status``, answered with HTTP status ``params.status`` and no body.
 Notifications and responses get 202. ``received`` holds the raw bodies.
 """
 
@@ -35,6 +36,8 @@ class EchoHttpUpstream:
             msg: Any = json.loads(body)
             if not isinstance(msg, dict) or "id" not in msg or "method" not in msg:
                 return Response(status_code=202)
+            if msg["method"] == "test/status":
+                return Response(status_code=int(msg["params"]["status"]))
             rid = json.dumps(msg["id"])
             if msg["method"] == "test/raw_result":
                 text = '{"jsonrpc":"2.0","id":' + rid + ',"result":' + msg["params"]["text"] + '}'
