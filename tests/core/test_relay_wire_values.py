@@ -97,6 +97,13 @@ async def test_upstream_frame_guard_cannot_forward_is_an_error_for_its_id_and_th
         assert (await upstream_raw_result(ws, 9, '{"ok":1}'))["result"] == {"ok": 1}
 
 
+async def test_invalid_utf8_from_a_stdio_upstream_is_an_error_for_its_id_not_replaced(tmp_path: Path) -> None:
+    async with guard_for("stdio", tmp_path) as (url, _), connect_from(url) as ws:
+        reply = await call(ws, req(3, "test/invalid_utf8"))
+        assert reply["id"] == 3 and reply["error"]["code"] == -31011, reply  # never a silent U+FFFD
+        assert "result" in await call(ws, req(4, "ping"))
+
+
 @pytest.mark.parametrize("transport", ["stdio", "streamable-http"])
 async def test_every_transport_reads_big_integers_and_ids_exactly(transport: str, tmp_path: Path) -> None:
     big = 2**70 + 1

@@ -13,6 +13,7 @@ Used where a test needs the upstream to misbehave on cue. Any request is answere
 * ``test/slow``           sleep ``params.seconds`` then answer
 * ``test/flood``          send ``params.count`` notifications of ``params.size`` bytes, then answer
 * ``test/raw_result``     answer with ``params.text`` written verbatim as the result (raw JSON text)
+* ``test/invalid_utf8``   answer with a result string holding a byte that is not UTF-8
 * ``test/elicit``         send an ``elicitation/create`` request to the client and never answer the call
 * ``tools/call`` of ``needs_input`` without ``inputResponses``: a 2026-07-28 ``InputRequiredResult``
   (``requestState: "state-1"``, one elicitation under key ``confirm``); with them, the usual echo
@@ -57,6 +58,10 @@ def main():
         if method == "test/die":
             sys.exit(3)
         if method == "test/hang":
+            continue
+        if method == "test/invalid_utf8":
+            sys.stdout.buffer.write(b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode() + b',"result":{"s":"\xff"}}\n')
+            sys.stdout.flush()
             continue
         if method == "test/raw_result":
             sys.stdout.write('{"jsonrpc":"2.0","id":' + json.dumps(rid) + ',"result":' + msg["params"]["text"] + "}\n")
