@@ -1,31 +1,21 @@
 """The relay: moves messages between one client connection and its upstream.
 
 For every frame it parses, correlates (via :class:`~guard.session.Session`), runs the
-pipeline, and forwards, answers or drops. Invariants it keeps:
+pipeline, and forwards, answers or drops. Invariants it keeps (the defined outcomes are
+tabled in docs/how-it-works.md):
 
 * every client request gets exactly one response: the upstream's, or an error guard
-  generates (bad input, denial, duplicate id, upstream gone);
-* nothing invalid, oversized or denied reaches the upstream;
-* responses are delivered only if they answer a pending request of this session;
+  generates, through the pipeline so the audit trail records it; a session never ends with
+  a request unanswered (upstream death -31004, timeout -31005, shutdown -31012, token expiry
+  -31003, an exception inside guard -32603), and no exception kills a pump in silence;
+* nothing invalid, oversized or denied reaches the upstream, and nothing it could read
+  differently from guard (:func:`guard.jsonrpc.loads`);
+* responses are delivered only if they answer a pending request of this session, matched by
+  the id guard gave the request upstream (:mod:`guard.session`);
 * a slow client applies backpressure: frames to it go through one bounded queue,
-  and when it is full guard stops reading from the upstream.
-
-Bad input (issue "relay", all tested): not JSON -> -32700 with ``id: null``; JSON that
-no transport can carry unchanged (a lone surrogate, ``1e400``) -> -32700 on its id; JSON but
-not JSON-RPC, or a batch -> -32600; binary frame -> close 1003; over the size limit ->
-close 1009; upstream gone -> each pending request gets error -31004, then close 1011.
-
-Defined outcomes, never a silent dead task (issue 12 items 7-10, 14): an exception while
-handling one frame answers the request it concerns (-32603 ``internal_error``) and the
-session goes on; an exception outside any one request answers every pending request and
-closes 1011. The session ends only with every pending request answered: by the upstream, by
-a timeout (-31005), by the upstream's death (-31004), by shutdown (-31012) or token expiry
-(-31003), each through the pipeline so the audit trail records it.
-
-Requests are forwarded under an id guard assigns (:mod:`guard.session`), so a late answer
-can never be delivered as the answer to another request. Circuit breaker tickets
-(:class:`~guard.limits.CircuitBreaker`) are taken before the stages run and released on
-every outcome.
+  and when it is full guard stops reading from the upstream;
+* circuit breaker tickets (:class:`~guard.limits.CircuitBreaker`) are taken before the
+  stages run and released on every outcome.
 """
 
 from __future__ import annotations
@@ -429,7 +419,7 @@ class Relay:
             await self._abort_pending(verdict.code, verdict.error_message, str(data.get("reason", "closed")))
             await self._close(close.code, close.reason)
 
-    async def _abort_pending(self, code: int, text: str, reason: str) -> None:
+    async def _abort_pending(self, code: int, text: str, reason: str, *, tell_upstream: bool = True) -> None:
         """Answer every request still awaiting an answer with an error guard generates (audited).
 
         The client is answered first; telling the upstream to stop comes after, best effort
@@ -442,7 +432,7 @@ class Relay:
             if not record.cancelled:
                 await self._answer_locally(record, code, text, reason)
                 aborted.append(record)
-        for record in aborted:
+        for record in aborted if tell_upstream else ():
             with contextlib.suppress(Exception):
                 await self._cancel_upstream(record, f"guard: {reason}")
 
@@ -578,12 +568,8 @@ class Relay:
         log.warning("session %s: upstream %s reconnected", self._session.info.id, self._session.info.server)
         if self._limits.breaker is not None:
             self._limits.breaker.failure(self._limits.principal_key)
-        for record in self._session.drain_client_requests():
-            self._disarm_timeout(record.id)
-            self._release(record, Outcome.NEUTRAL)
-            if not record.cancelled:
-                await self._answer_locally(record, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream connection was reset",
-                                           "upstream_reconnected")
+        await self._abort_pending(ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream connection was reset",
+                                  "upstream_reconnected", tell_upstream=False)
         self._session.drain_server_requests()
 
     async def _upstream_gone(self, reason: str) -> None:
@@ -593,12 +579,8 @@ class Relay:
         if self._limits.breaker is not None and self._closing is None:
             self._limits.breaker.failure(self._limits.principal_key)
         log.warning("session %s: upstream %s gone: %s", self._session.info.id, self._session.info.server, reason)
-        for record in self._session.drain_client_requests():
-            self._disarm_timeout(record.id)
-            self._release(record, Outcome.NEUTRAL)
-            if not record.cancelled:
-                await self._answer_locally(record, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable",
-                                           "upstream_closed")
+        await self._abort_pending(ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable", "upstream_closed",
+                                  tell_upstream=False)
         self._session.drain_server_requests()
         await self._close(CLOSE_INTERNAL_ERROR, f"upstream closed: {reason}")
 
