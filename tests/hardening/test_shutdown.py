@@ -80,9 +80,9 @@ async def test_pending_call_is_answered_31003_when_the_session_token_expires() -
     cfg = {"upstreams": {"s": {"command": sys.executable, "args": [SCRIPT], "terminate_grace": 1.0}},
            "auth": auth_config(leeway=0)}
     async with running_guard(cfg) as base, \
-            connect(f"{base}/mcp/s", subprotocols=["mcp"], additional_headers=bearer("alice", ttl=1)) as ws:
+            connect(f"{base}/mcp/s", subprotocols=["mcp"], additional_headers=bearer("alice", ttl=5)) as ws:
         await ws.send(json.dumps(req(1, "test/hang")))
-        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))  # the expiry timer ends the silent session
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 20))  # the expiry timer ends the silent session
         assert reply["id"] == 1 and reply["error"]["code"] == -31003 and reply["error"]["data"] == {"reason": "expired"}
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
