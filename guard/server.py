@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from guard.config import UpstreamSettings
 from guard.context import Event, EventKind, Principal, SessionInfo
@@ -39,6 +39,7 @@ from guard.relay import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
+    EXPIRED_ERROR,
     Relay,
     RelayLimits,
     close_reason,
@@ -46,24 +47,41 @@ from guard.relay import (
 from guard.runtime import Runtime
 from guard.session import Session
 from guard.tls import TLSWebSocketProtocol, client_cert_subject, server_ssl_context
+from guard.transports import refusals
 from guard.transports.base import create_upstream, probe_tcp
 from guard.transports.downstream import StarletteClient
-from guard.transports.handshake import protocol_with_deadline
+from guard.transports.handshake import header_limits, protocol_with_deadline
 
 log = logging.getLogger("guard.server")
 
 SUBPROTOCOL = "mcp"
+CLOSE_INVALID_DATA = 1007
+"""RFC 6455 section 7.4.1: a text frame that is not UTF-8; the WebSocket layer closes with it."""
 EXPIRY_CLOSE_GRACE = 2.0
 """Seconds after token expiry (plus leeway) at which a silent session is closed with 1008."""
 
 
-async def _deny(websocket: WebSocket, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
-    """Refuse a handshake before the upgrade with an HTTP status and a plain-text reason."""
-    response = PlainTextResponse(reason + "\n", status_code=status, headers=headers)
-    try:
-        await websocket.send_denial_response(response)
-    except RuntimeError:  # server without the denial extension: close before accept (HTTP 403)
-        await websocket.close(1008, close_reason(reason))
+async def _deny(websocket: WebSocket, status: int, code: str, text: str, headers: dict[str, str] | None = None,
+                *, logged: bool = False) -> None:
+    """Refuse a handshake before the upgrade with an HTTP status and a plain-text reason.
+
+    Logged once, at info, with the reason ``code`` (``logged=True`` when the authenticator
+    already did); the HTTP and WebSocket libraries' own lines for it are dropped
+    (:mod:`guard.transports.refusals`).
+    """
+    if not logged:
+        log.info("refused handshake on %s: %s (%d)", _shown(websocket.path_params.get("name", "")), code, status)
+    response = PlainTextResponse(text + "\n", status_code=status, headers=headers)
+    with refusals.refusing():
+        try:
+            await websocket.send_denial_response(response)
+        except RuntimeError:  # server without the denial extension: close before accept (HTTP 403)
+            await websocket.close(1008, close_reason(text))
+
+
+def _shown(name: str) -> str:
+    """An upstream name from the request path, fit for a log line (it may be anything)."""
+    return repr(name[:64]) if len(name) > 64 or not name.isprintable() else name
 
 
 def _client_addr(websocket: WebSocket) -> str:
@@ -81,7 +99,12 @@ class GuardApp:
         self._expiries: set[asyncio.Task[None]] = set()
 
     async def drain(self, deadline: float) -> None:
-        """Graceful shutdown: refuse new work, let in-flight requests finish, then close sessions (1001)."""
+        """Graceful shutdown: refuse new work, let in-flight requests finish, then end every session.
+
+        Requests still pending after ``deadline`` are answered -31012 (``shutting_down``) through
+        the pipeline, so the audit log records each outcome, and the upstream is told to stop
+        them; then each session closes 1001. A client too slow to take its answers gets 5 s.
+        """
         self.draining = True
         for relay in list(self.active):
             relay.draining = True
@@ -89,28 +112,45 @@ class GuardApp:
         while time.monotonic() < end and any(relay.in_flight for relay in self.active):
             await asyncio.sleep(0.05)
         left = list(self.active)
-        for relay in left:
-            await relay.shutdown(CLOSE_GOING_AWAY, "server shutting down")
+        endings = [asyncio.create_task(relay.shutdown(CLOSE_GOING_AWAY, "server shutting down")) for relay in left]
+        if endings:
+            _, late = await asyncio.wait(endings, timeout=5.0)
+            for task in late:
+                task.cancel()
         end = time.monotonic() + 5.0
         while self.active and time.monotonic() < end:
             await asyncio.sleep(0.05)
         log.info("drained: %d session(s) closed", len(left))
 
     async def mcp_endpoint(self, websocket: WebSocket) -> None:
+        """One WebSocket connection: refused before the upgrade, or served until it ends.
+
+        Every path answers the handshake. Should one ever return without doing so (a bug), the
+        client gets a 500 here rather than uvicorn's "returned without completing handshake".
+        """
+        try:
+            await self._connect(websocket)
+        finally:
+            if websocket.application_state is WebSocketState.CONNECTING:
+                log.error("handshake on %s left unanswered; refused", _shown(websocket.path_params.get("name", "")))
+                await _deny(websocket, 500, "internal_error", "internal error", logged=True)
+
+    async def _connect(self, websocket: WebSocket) -> None:
         runtime = self.runtime
         settings = runtime.settings
         name = websocket.path_params["name"]
         addr = _client_addr(websocket)
         upstream_settings = settings.upstreams.get(name)
         if upstream_settings is None:
-            await _deny(websocket, 404, f"no upstream named {name!r}")
+            await _deny(websocket, 404, "unknown_upstream", f"no upstream named {name[:64]!r}")
             return
         if self.draining:
-            await _deny(websocket, 503, "server shutting down", {"Retry-After": "5"})
+            await _deny(websocket, 503, "shutting_down", "server shutting down", {"Retry-After": "5"})
             return
         offered = websocket.scope.get("subprotocols") or []
         if SUBPROTOCOL not in offered:
-            await _deny(websocket, 400, "the WebSocket subprotocol 'mcp' is required (Sec-WebSocket-Protocol: mcp)")
+            await _deny(websocket, 400, "subprotocol_required",
+                        "the WebSocket subprotocol 'mcp' is required (Sec-WebSocket-Protocol: mcp)")
             return
         query = websocket.scope.get("query_string", b"").decode("latin-1")
         # the headers as received (duplicates kept): a repeated Authorization or Origin is refused
@@ -118,7 +158,8 @@ class GuardApp:
         if not isinstance(outcome, Principal):
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
                                               code=outcome.status, reason=outcome.reason))
-            await _deny(websocket, outcome.status, _failure_text(outcome.status), dict(outcome.headers))
+            await _deny(websocket, outcome.status, outcome.reason, _failure_text(outcome.status),
+                        dict(outcome.headers), logged=True)  # the authenticator logged it
             return
         cert_subject = client_cert_subject(websocket.scope)  # verified in the TLS handshake (mTLS)
         if cert_subject is not None:
@@ -129,7 +170,7 @@ class GuardApp:
             status = 503 if refused == "too_many_connections" else 429
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
                                               code=status, reason=refused))
-            await _deny(websocket, status, refused.replace("_", " "), {"Retry-After": "5"})
+            await _deny(websocket, status, refused, refused.replace("_", " "), {"Retry-After": "5"})
             return
         try:
             await self._serve_session(websocket, name, addr, outcome, key)
@@ -142,8 +183,9 @@ class GuardApp:
         settings = runtime.settings
         upstream_settings = settings.upstreams[name]
         breaker = runtime.breakers.get(name)
-        if breaker is not None and not breaker.allow():
-            await _deny(websocket, 503, "upstream temporarily unavailable (circuit open)", {"Retry-After": "5"})
+        if breaker is not None and not breaker.accepts_connections():  # never takes the half-open probe
+            await _deny(websocket, 503, "circuit_open", "upstream temporarily unavailable (circuit open)",
+                        {"Retry-After": "5"})
             return
         info = SessionInfo(id=secrets.token_urlsafe(16), server=name, client_addr=addr, principal=principal)
         upstream = create_upstream(upstream_settings, info.id, settings.server.max_message_bytes)
@@ -152,7 +194,7 @@ class GuardApp:
             await upstream.start()
         except UpstreamUnavailable as exc:
             if breaker is not None:
-                breaker.failure()
+                breaker.failure(key)
             log.warning("session %s: upstream %s unavailable: %s", info.id, name, exc)
             await websocket.close(CLOSE_TRY_AGAIN_LATER, close_reason(f"upstream unavailable: {exc}"))
             await runtime.pipeline.emit(Event(EventKind.CLOSE, server=name, session=info, client_addr=addr,
@@ -161,10 +203,11 @@ class GuardApp:
             return
         await runtime.pipeline.emit(Event(EventKind.CONNECT, server=name, session=info, client_addr=addr))
         server = settings.server
+        client = StarletteClient(websocket)
         relay = Relay(
             session=Session(info, server.max_in_flight),
             pipeline=runtime.pipeline,
-            client=StarletteClient(websocket),
+            client=client,
             upstream=upstream,
             limits=RelayLimits(
                 max_message_bytes=server.max_message_bytes,
@@ -182,6 +225,8 @@ class GuardApp:
         code, reason = 1000, "closed"
         try:
             code, reason = await relay.run()
+            if client.disconnect_code == CLOSE_INVALID_DATA:  # refused by the WebSocket layer, logged there
+                code, reason = CLOSE_INVALID_DATA, "invalid_utf8"
         finally:
             if expiry is not None:
                 expiry.cancel()
@@ -202,7 +247,7 @@ class GuardApp:
         loop = asyncio.get_running_loop()
 
         def expire() -> None:
-            task = loop.create_task(relay.shutdown(CLOSE_POLICY_VIOLATION, "token expired"))
+            task = loop.create_task(relay.shutdown(CLOSE_POLICY_VIOLATION, "token expired", EXPIRED_ERROR))
             self._expiries.add(task)
             task.add_done_callback(self._expiries.discard)
 
@@ -276,13 +321,15 @@ def build_app(runtime: Runtime) -> Starlette:
 def uvicorn_config(app: Any, runtime: Runtime, **overrides: Any) -> uvicorn.Config:
     """uvicorn settings derived from guard's: size limit enforced after decompression, no deflate by default."""
     s = runtime.settings.server
+    refusals.install()  # refusals: one info line each, never an ERROR a client can trigger
     options: dict[str, Any] = {
         "host": s.host,
         "port": s.port,
         "ws": TLSWebSocketProtocol,  # websockets-sansio + the ASGI TLS extension (client certificate)
         "ws_max_size": s.max_message_bytes,
         "ws_per_message_deflate": s.per_message_deflate,
-        "http": protocol_with_deadline(s.handshake_timeout),
+        # A token up to auth.max_token_bytes always fits the request head; larger heads get 431.
+        "http": protocol_with_deadline(s.handshake_timeout, header_limits(runtime.settings.auth.max_token_bytes)),
         "ws_ping_interval": s.ping_interval or None,
         "ws_ping_timeout": s.ping_timeout,
         "log_config": None,
@@ -299,9 +346,10 @@ def uvicorn_config(app: Any, runtime: Runtime, **overrides: Any) -> uvicorn.Conf
 class GuardServer(uvicorn.Server):
     """uvicorn's server with guard's graceful drain on SIGTERM/SIGINT.
 
-    Order: stop accepting, let in-flight requests finish (up to ``drain_timeout``), close
-    remaining sessions with 1001, then uvicorn's own shutdown and the lifespan shutdown,
-    which flushes audit. The process then exits 0.
+    Order: stop accepting, let in-flight requests finish (up to ``drain_timeout``), answer
+    what is still pending with -31012 and close the remaining sessions with 1001, then
+    uvicorn's own shutdown and the lifespan shutdown, which flushes audit. The process then
+    exits 0.
     """
 
     def __init__(self, config: uvicorn.Config, guard_app: GuardApp) -> None:
