@@ -35,7 +35,7 @@ async def serving(server: uvicorn.Server, sock: socket.socket) -> AsyncIterator[
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        for _ in range(500):
+        for _ in range(3000):  # up to 30 s: PII analyzer processes start slowly on a loaded machine
             if server.started:
                 break
             if task.done():
