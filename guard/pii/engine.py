@@ -44,7 +44,8 @@ thresholds are applied later by the rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -217,7 +218,13 @@ def _predefined() -> list[EntityRecognizer]:
     recognizer with an independently built ``AnalyzerEngine()``.
     """
     registry = RecognizerRegistry()
-    registry.load_predefined_recognizers(languages=[LANGUAGE])
+    presidio_log = logging.getLogger("presidio-analyzer")
+    level = presidio_log.level
+    presidio_log.setLevel(logging.ERROR)  # one warning per recognizer of another language otherwise
+    try:
+        registry.load_predefined_recognizers(languages=[LANGUAGE])
+    finally:
+        presidio_log.setLevel(level)
     stock: dict[str, Any] = {type(r).__name__: r for r in registry.recognizers}
     if "AbaRoutingRecognizer" not in stock:
         stock["AbaRoutingRecognizer"] = AbaRoutingRecognizer(supported_language=LANGUAGE)
@@ -264,7 +271,8 @@ class Analyzer:
     """Finds PII in one string at a time; thread-safe after construction.
 
     ``entities`` restricts the predefined recognizers to those producing the named types
-    (``None``: all). ``custom`` adds rules-file recognizers. ``pipeline`` is the spaCy
+    (``None``: all). ``custom`` adds rules-file recognizers. ``context`` replaces the context
+    words of the predefined recognizers of an entity type (``[entities.X] context``). ``pipeline`` is the spaCy
     pipeline (default ``spacy.blank("en")``); ``ner`` adds Presidio's spaCy NER recognizer
     (PERSON, LOCATION, ...) and should only be set for pipelines that produce entities.
     """
@@ -276,6 +284,7 @@ class Analyzer:
         pipeline: Language | None = None,
         ner: bool = False,
         ner_configuration: NerModelConfiguration | None = None,
+        context: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         wanted = None if entities is None else frozenset(entities)
         self.nlp_engine = PipelineNlpEngine(pipeline or spacy.blank(LANGUAGE), ner_configuration)
@@ -283,6 +292,10 @@ class Analyzer:
         recognizers: list[EntityRecognizer] = [
             r for r in _predefined() if wanted is None or wanted & set(r.supported_entities)
         ]
+        for rec in recognizers:  # the rules file's context words replace the recognizer's own
+            for entity in rec.supported_entities:
+                if context and entity in context:
+                    rec.context = list(context[entity])
         recognizers += [custom_recognizer(spec) for spec in custom]
         if ner:
             spacy_rec = SpacyRecognizer(

@@ -81,19 +81,23 @@ class AnalyzerSpec:
     """Recognizers from the rules file."""
     nlp_model: str = ""
     """An installed spaCy pipeline adding NER, or ``""`` (blank tokenizer)."""
+    context: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Context words per entity type replacing the recognizers' own (``[entities.X] context``)."""
 
     @classmethod
     def for_rules(cls, rules: PIIRules, nlp_model: str = "") -> AnalyzerSpec:
         """The analyzer a rules file needs: the entity types it names and its recognizers."""
         entities = rules.detected_entities()
         return cls(entities=None if entities is None else tuple(sorted(entities)),
-                   custom=tuple(rules.recognizers), nlp_model=nlp_model)
+                   custom=tuple(rules.recognizers), nlp_model=nlp_model,
+                   context=tuple(sorted(rules.context.items())))
 
     def build(self) -> Analyzer:
         from guard.pii.engine import Analyzer, load_spacy_pipeline
 
         pipeline = load_spacy_pipeline(self.nlp_model) if self.nlp_model else None
-        return Analyzer(entities=self.entities, custom=self.custom, pipeline=pipeline, ner=pipeline is not None)
+        return Analyzer(entities=self.entities, custom=self.custom, pipeline=pipeline, ner=pipeline is not None,
+                        context=dict(self.context))
 
 
 # -- in guard's process --------------------------------------------------------------------

@@ -237,14 +237,17 @@ def evaluate(protect: Protect, records: list[dict[str, Any]] | None = None, coun
             if not _protected(counts, rec, entity):
                 continue
             score.labels[entity] += 1
-            score.by_form[rec["form"]] += 1
-            if "place" in rec:
-                score.by_place[rec["place"]] += 1
+            named = entity in NAMES  # forms and places are scored without names
+            if not named:
+                score.by_form[rec["form"]] += 1
+                if "place" in rec:
+                    score.by_place[rec["place"]] += 1
             if received is not None and leaked(label["value"], stack):
                 score.leaks[entity] += 1
-                score.form_leaks[rec["form"]] += 1
-                if "place" in rec:
-                    score.place_leaks[rec["place"]] += 1
+                if not named:
+                    score.form_leaks[rec["form"]] += 1
+                    if "place" in rec:
+                        score.place_leaks[rec["place"]] += 1
                 score.misses.append((rec["name"], entity, label["value"]))
     return score
 

@@ -5,7 +5,8 @@ Scores: ``bench/pii_bench.py --accuracy``.
 
 from __future__ import annotations
 
-from tests.pii.corpus import CORPUS, load_corpus
+from guard.pii.protect import Protector
+from tests.pii.corpus import CORPUS, NAMES, TARGETS, evaluate, guard_protect, load_corpus, targets_hold
 from tests.pii.corpus_gen import EVASIONS, dump, generate
 
 PLACES = {"initialize instructions", "server/discover instructions", "tools/list", "resources/list",
@@ -25,4 +26,17 @@ def test_corpus_covers_every_shape_form_and_place() -> None:
     assert {r["form"] for r in records} >= set(EVASIONS) | {"plain", "base64"}
     assert {r.get("place") for r in records} >= PLACES
     assert sum(r["pii_free"] for r in records) >= 25
-    assert sum(len(r["labels"]) for r in records if True) >= 1000
+    assert sum(len(r["labels"]) for r in records) >= 1000
+
+
+def test_shipped_rules_hit_the_issue_13_targets_on_the_corpus(protector: Protector) -> None:
+    """Every shipped entity type on: leaks <= 0.5% (names excluded), none on structural places,
+    evasion forms <= 10%, PII-free documents altered <= 10%, output valid JSON of the same shape."""
+    score = evaluate(guard_protect(protector), load_corpus(), counts=protector.rules)
+    assert sum(n for e, n in score.labels.items() if e not in NAMES) >= 1000
+    assert score.leak_rate() <= TARGETS["leak"], [m for m in score.misses if m[1] not in NAMES]
+    assert sum(score.place_leaks.values()) == 0, score.place_leaks
+    assert score.evasion_leak_rate() <= TARGETS["evasion"], score.form_leaks
+    assert score.altered_rate <= TARGETS["altered"], score.altered
+    assert not score.bad_shape, score.bad_shape
+    assert targets_hold(score)

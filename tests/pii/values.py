@@ -163,7 +163,8 @@ def bank_account(rng: random.Random) -> str:
 
 def aba_routing(rng: random.Random) -> str:
     while True:
-        body = f"{rng.choice(['0', '1', '2', '3'])}{rng.randint(0, 9)}" + "".join(
+        prefix = rng.choice([*range(1, 13), *range(21, 33), *range(61, 73), 80])  # Federal Reserve districts
+        body = f"{prefix:02d}" + "".join(
             rng.choice("0123456789") for _ in range(6))
         d = [int(c) for c in body]
         for check in range(10):
