@@ -100,6 +100,25 @@ class AnalyzerSpec:
                         context=dict(self.context))
 
 
+WORKER_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "PYTHONHASHSEED",
+                      "VIRTUAL_ENV", "SYSTEMROOT")
+"""The only variables an analyzer process inherits: it needs none of guard's secrets."""
+
+
+def worker_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """A minimal environment for an analyzer process.
+
+    The worker reads strings and returns spans; it never needs guard's key rings (``keyring_env``),
+    upstream credentials or tokens, so none of guard's environment is passed beyond
+    :data:`WORKER_ENVIRONMENT` (and ``guard`` itself on ``PYTHONPATH``).
+    """
+    source = os.environ if environ is None else environ
+    env = {k: source[k] for k in WORKER_ENVIRONMENT if k in source}
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
 # -- in guard's process --------------------------------------------------------------------
 
 
@@ -317,9 +336,7 @@ class ProcessAnalysis(_Bounded):
     # -- workers -------------------------------------------------------------------------
 
     async def _spawn(self) -> _Worker:
-        env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        env = worker_environment()
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "guard.pii.worker", level, stdin=asyncio.subprocess.PIPE,
