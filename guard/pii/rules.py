@@ -59,6 +59,9 @@ ACTIONS: tuple[ActionKind, ...] = ("allow", "redact", "mask", "hash", "encrypt",
 KEYED_ACTIONS = frozenset({"hash", "encrypt", "tokenize"})
 """Actions that need the PII key ring."""
 
+VALIDATED_SCORES = {"PHONE_NUMBER": 0.4, "US_SSN": 0.5, "US_ITIN": 0.5, "IP_ADDRESS": 0.6, "MAC_ADDRESS": 0.6}
+"""Presidio's score for a valid value of these types without a context word (types whose
+checksum validation Presidio already turns into a score of 1.0 are not listed)."""
 ENTITY_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _RULE_KEYS = {"threshold", "to_client", "to_server", "on_denied_reveal", "protect_validated"}
 _DEFAULT_KEYS = _RULE_KEYS | {"scan_blobs"}
@@ -198,6 +201,29 @@ class PIIRules:
                 return None
             names.add(o.entity)
         return frozenset(names)
+
+    def warnings(self) -> list[str]:
+        """Settings that let values guard could validate through (``guard check-config`` prints them).
+
+        With ``protect_validated = false`` the threshold alone decides; a threshold above the
+        score Presidio gives a *valid* value of the type without a context word (a phone number
+        scores 0.4, a dashed SSN 0.5, an IP address 0.6) lets such values through unprotected.
+        """
+        out: list[str] = []
+        scopes: list[tuple[str, str, str | None]] = [("entities." + e, e, None) for e in sorted(self.entities)]
+        scopes += [(f"overrides[{i}]", o.entity, o.tool if o.tool != "*" else None)
+                   for i, o in enumerate(self.overrides) if o.entity in VALIDATED_SCORES]
+        if not self.defaults.protect_validated:
+            scopes += [("defaults", e, None) for e in sorted(VALIDATED_SCORES) if e not in self.entities]
+        for where, entity, tool in scopes:
+            score = VALIDATED_SCORES.get(entity)
+            if score is None:
+                continue
+            policy = self.resolve(entity, "*", tool)
+            if not policy.protect_validated and policy.threshold > score:
+                out.append(f"pii.rules.{where}: threshold {policy.threshold:g} with protect_validated = false lets "
+                           f"valid {entity} values through (Presidio scores them {score:g} without a context word)")
+        return out
 
     def uses_keys(self) -> bool:
         """True if some action needs the key ring (hash, encrypt, tokenize)."""

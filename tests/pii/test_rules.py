@@ -142,3 +142,31 @@ def test_protect_validated_and_context_parse() -> None:
     assert rules.context == {"PHONE_NUMBER": ("tel",)}
     _, problems = rules_from({"entities": {"PHONE_NUMBER": {"context": []}}})
     assert problems
+
+
+def test_check_config_warns_when_a_threshold_lets_validated_values_through() -> None:
+    rules, problems = rules_from({"entities": {
+        "PHONE_NUMBER": {"protect_validated": False, "threshold": 0.5},
+        "US_SSN": {"protect_validated": False, "threshold": 0.5},
+        "IP_ADDRESS": {"threshold": 0.9}}})
+    assert not problems
+    warnings = rules.warnings()
+    assert len(warnings) == 1 and "PHONE_NUMBER" in warnings[0] and "0.4" in warnings[0]
+
+
+def test_shipped_rules_have_no_warnings(rules) -> None:  # type: ignore[no-untyped-def]
+    assert rules.warnings() == []
+
+
+def test_check_config_prints_the_warnings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    (tmp_path / "pii.toml").write_text('[entities.PHONE_NUMBER]\nprotect_validated = false\nthreshold = 0.6\n')
+    (tmp_path / "guard.toml").write_text(
+        '[upstreams.demo]\ncommand = "true"\n[auth]\nanonymous_servers = ["demo"]\n[pii]\nrules = "pii.toml"\n'
+        'workers = 0\n')
+    out = subprocess.run([sys.executable, "-m", "guard.cli", "check-config", str(tmp_path / "guard.toml")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "warning: pii.rules.entities.PHONE_NUMBER: threshold 0.6 with protect_validated = false" in out.stdout
