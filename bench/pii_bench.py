@@ -38,7 +38,7 @@ from guard.pii.engine import context_words, result_key  # noqa: E402
 from guard.pii.pool import AnalyzerSpec  # noqa: E402
 from guard.pii.protect import Protector  # noqa: E402
 from guard.pii.rules import load_rules  # noqa: E402
-from guard.pii.walker import transform  # noqa: E402
+from guard.pii.walker import Leaf, transform  # noqa: E402
 from tests.pii.corpus import evaluate, guard_protect, load_corpus, presidio_protect, table, targets_hold  # noqa: E402
 from tests.pii.corpus_gen import generate  # noqa: E402
 
@@ -90,9 +90,8 @@ def _docs() -> dict[str, Any]:
 def _leaves(payload: dict[str, Any]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
 
-    def collect(text: str, path: str) -> str:
-        out.append((text, path))
-        return text
+    def collect(leaf: Leaf) -> None:
+        out.append((leaf.text, leaf.path))
 
     transform(payload, Kind.RESULT, "tools/call", True, collect)
     return out

@@ -2,8 +2,9 @@
 
 MCP ``basic/transports`` (stdio): newline-delimited JSON-RPC on the child's stdin and
 stdout; stderr is free-form logging. guard drains it and, only with the upstream's
-``log_stderr = true``, copies it into its own log: a server's log lines are not protected
-like its messages and can hold personal data, and guard's log promises never to. Shutdown follows the spec's order: close the
+``log_stderr = true``, copies it into its own log: a server's log lines are not
+protected like its messages and can hold personal data, and guard's log promises
+never to. Shutdown follows the spec's order: close the
 child's stdin, wait, then SIGTERM, then SIGKILL after a grace period.
 
 The child gets a minimal environment (PATH, HOME, LANG, ...) plus the upstream's
