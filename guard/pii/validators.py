@@ -233,9 +233,10 @@ def phone_number(text: str) -> bool:
             return False
     if _NANP.fullmatch(value):
         try:
-            return bool(phonenumbers.is_valid_number(phonenumbers.parse(value, "US")))
+            if phonenumbers.is_valid_number(phonenumbers.parse(value, "US")):
+                return True
         except phonenumbers.NumberParseException:
-            return False
+            pass
     if value.startswith(("0", "(0")) and _GROUPED.fullmatch(value) and len(digits(value)) >= 9:
         for region in _PHONE_REGIONS:
             try:

@@ -163,6 +163,11 @@ class Score:
         total = sum(n for e, n in self.labels.items() if entities(e))
         return sum(n for e, n in self.leaks.items() if entities(e)) / total if total else 0.0
 
+    def recall_of(self, entity: str) -> float:
+        """Share of ``entity``'s labelled values that did not leak."""
+        n = self.labels[entity]
+        return 1 - self.leaks[entity] / n if n else 1.0
+
     def evasion_leak_rate(self) -> float:
         total = sum(n for f, n in self.by_form.items() if f != "plain")
         return sum(n for f, n in self.form_leaks.items() if f != "plain") / total if total else 0.0
