@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -106,7 +107,8 @@ PROTOCOL, FREE, SCHEMA, META = "protocol", "free", "schema", "meta"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _QUOTABLE = re.compile(r"[A-Za-z_. \-]{1,64}")
 _SAFE_KEY = re.compile(r"[A-Za-z_.\-]{1,64}")
-_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{" + str(MIN_BASE64_RUN) + r",}={0,2}")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{" + str(MIN_BASE64_RUN) + r",}={0,2}")
+"""Leftmost-longest (``finditer``): a match always starts at the beginning of its run."""
 
 
 class Unscannable(PIIError):
@@ -158,16 +160,31 @@ def _no_constant(name: str) -> Any:
 
 
 def _key_segment(key: str, index: int) -> str:
+    if len(key) <= 64:
+        segment = _named_segment(key)
+        if segment is not None:
+            return segment
+    return f"{{{index}}}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _named_segment(key: str) -> str | None:
+    """``.key`` or ``["a key"]`` for a key that cannot carry personal data; ``None`` otherwise."""
     if _IDENT.fullmatch(key) and not any(c.isdigit() for c in key[-4:]):
         return f".{key}"
     if _QUOTABLE.fullmatch(key):
         return f"[{json.dumps(key)}]"
-    return f"{{{index}}}"
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _safe_key(key: str) -> bool:
+    return _SAFE_KEY.fullmatch(key) is not None
 
 
 def key_safe(key: str) -> bool:
     """True for keys that cannot hold a pattern-detected value (letters, ``_ - .`` only)."""
-    return _SAFE_KEY.fullmatch(key) is not None
+    return len(key) <= 64 and _safe_key(key)
 
 
 class _Run:
@@ -325,17 +342,16 @@ class _Run:
         return value if out is None else out
 
     def free(self, value: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
-        changed = False
-        items: list[tuple[str, Any]] = []
+        items: list[tuple[str, Any]] | None = None
         for i, (k, child) in enumerate(value.items()):
             child_path = f"{path}{_key_segment(k, i)}"
             new_key = self.key(k, child_path, depth)
             new = self.value(child, child_path, k, META if k == "_meta" else FREE, depth)
-            changed = changed or new_key != k or new is not child
-            items.append((new_key, new))
-        if not changed:
-            return value
-        return dict(_unique(items))
+            if items is None and (new_key != k or new is not child):
+                items = list(value.items())[:i]
+            if items is not None:
+                items.append((new_key, new))
+        return value if items is None else dict(_unique(items))
 
     def pairs(self, value: _Pairs, path: str, depth: int) -> _Pairs:
         changed = False
