@@ -374,3 +374,25 @@ async def test_audit_target_is_withheld_when_analysis_fails(rules: PIIRules, rin
     ctx = _read_ctx(f"crm://customers/{EMAIL}")
     assert not (await stage.process(ctx)).rejected and ctx.fail_open == ["pii"]
     assert ctx.audit_target is not None and EMAIL not in ctx.audit_target
+
+
+async def test_structured_content_and_its_text_copy_are_protected_alike(stage: PIIStage) -> None:
+    doc = customer()["structuredContent"]
+    ctx = result_ctx({"content": [{"type": "text", "text": json.dumps(doc)}], "structuredContent": doc})
+    verdict = await stage.process(ctx)
+    assert verdict.message is not None
+    result = verdict.message.payload["result"]
+    assert json.loads(result["content"][0]["text"]) == result["structuredContent"]  # encrypt included
+    assert result["structuredContent"]["customers"][0]["iban"].startswith("<pii:IBAN_CODE:k1:")
+
+
+async def test_value_split_over_two_text_blocks_is_masked_in_place(stage: PIIStage) -> None:
+    ctx = result_ctx({"content": [{"type": "text", "text": "Call +1 (212) 555-"},
+                                  {"type": "text", "text": "0187 today, card 4111 1111 "},
+                                  {"type": "text", "text": "1111 1111 please"}]})
+    verdict = await stage.process(ctx)
+    assert verdict.message is not None
+    texts = [b["text"] for b in verdict.message.payload["result"]["content"]]
+    assert texts[0] == "Call +* (***) ***-" and texts[1].startswith("0187 today, card **** **** ")
+    assert texts[2] == "**** 1111 please"
+    assert {f.entity_type for f in ctx.findings} == {"PHONE_NUMBER", "CREDIT_CARD"}
