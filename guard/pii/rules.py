@@ -5,7 +5,8 @@ Schema (every key optional except where noted)::
     version = 1
 
     [defaults]                      # applies to every entity type without its own value
-    threshold = 0.5                 # minimum Presidio score for a finding to count
+    threshold = 0.5                 # Presidio score at which a finding counts on its score alone
+    protect_validated = true        # a finding its type's validator accepts counts at any score
     to_client = "allow"             # action for data travelling server -> client
     to_server = "allow"             # action for data travelling client -> server
     on_denied_reveal = "pass"       # token sent back, principal may not reveal: pass | deny
@@ -19,6 +20,9 @@ Schema (every key optional except where noted)::
     [entities.CREDIT_CARD]
     to_client = { action = "mask", keep_last = 4 }
     to_server = "block"
+
+    [entities.DATE_TIME]
+    context = ["birth", "dob"]      # replaces the type's recognizer context words
 
     [[overrides]]                   # later overrides win; globs match server, tool, entity
     server = "crm"
