@@ -221,7 +221,8 @@ def phone_number(text: str) -> bool:
 
     International form (``+`` or ``00`` and a country code) valid for its country; or the
     North American format ``(212) 555-0187`` / ``212-555-0187``; or a national number of a
-    Presidio region written in groups with its trunk prefix (``020 7946 0958``). A bare run
+    Presidio region written in groups, with its trunk prefix or its area code in brackets
+    (``020 7946 0958``, ``(11) 2345-6789``). A bare run
     of digits or a ``2024-000981`` style serial is not accepted alone (it needs context).
     """
     value = text.strip()
@@ -237,7 +238,7 @@ def phone_number(text: str) -> bool:
                 return True
         except phonenumbers.NumberParseException:
             pass
-    if value.startswith(("0", "(0")) and _GROUPED.fullmatch(value) and len(digits(value)) >= 9:
+    if value.startswith(("0", "(")) and _GROUPED.fullmatch(value) and len(digits(value)) >= 9:
         for region in _PHONE_REGIONS:
             try:
                 if phonenumbers.is_valid_number(phonenumbers.parse(value, region)):

@@ -23,6 +23,7 @@ GOOD = [
     ("EMAIL_ADDRESS", "alice.johnson@example.com"), ("PHONE_NUMBER", "+1 (212) 555-0187"),
     ("PHONE_NUMBER", "(415) 555-0122"), ("PHONE_NUMBER", "+44 20 7946 0958"), ("PHONE_NUMBER", "020 7946 0958"),
     ("PHONE_NUMBER", "050-234-2938"),  # an Israeli mobile in the North American grouping
+    ("PHONE_NUMBER", "(11) 2345-3356"),  # Brazil, national format
 ]
 BAD = [
     ("CREDIT_CARD", "4111 1111 1111 1112"), ("IBAN_CODE", "GB82 WEST 1234 5698 7654 33"),
