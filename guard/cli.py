@@ -52,6 +52,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     if build_or_report(settings) is None:
         return 2
+    for warning in settings.pii.rules.warnings() if settings.pii.enabled else []:
+        print(f"warning: {warning}")
     print(f"{args.config}: OK ({len(settings.upstreams)} upstream(s): {', '.join(sorted(settings.upstreams))})")
     return 0
 

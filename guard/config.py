@@ -92,6 +92,10 @@ class UpstreamSettings:
     """Seconds to wait for the upstream to accept a connection / start."""
     terminate_grace: float = 3.0
     """stdio: seconds between SIGTERM and SIGKILL when a session ends."""
+    log_stderr: bool = False
+    """stdio: copy the child's stderr lines into guard's log. Off by default: a server's own
+    log lines can hold the personal data guard protects in its messages (the lines are
+    drained and counted either way, so the child never blocks on a full pipe)."""
     call_timeout: float = 120.0
     """Seconds a request may wait for the upstream's answer (error -31005, and
     ``notifications/cancelled`` upstream); 0 disables. ``subscriptions/listen`` is exempt."""
@@ -140,7 +144,7 @@ _SERVER_KEYS = {
 }
 _UPSTREAM_KEYS = {
     "transport", "type", "command", "args", "env", "cwd", "url", "headers", "connect_timeout",
-    "terminate_grace", "call_timeout", "breaker_failures", "breaker_reset", "reconnect_attempts",
+    "terminate_grace", "log_stderr", "call_timeout", "breaker_failures", "breaker_reset", "reconnect_attempts",
     "tls_ca", "tls_client_cert", "tls_client_key", "tls_verify",
 }
 _TOP_KEYS = {"server", "upstreams", "mcpServers", "auth", "policy", "tls", "pii", "audit"}
@@ -240,6 +244,7 @@ def parse_upstream(name: str, raw: Any, problems: ct.Problems, section: str,
         headers=ct.str_map(raw, "headers", path, problems),
         connect_timeout=ct.positive(raw, "connect_timeout", float, d.connect_timeout, path, problems),
         terminate_grace=ct.positive(raw, "terminate_grace", float, d.terminate_grace, path, problems),
+        log_stderr=ct.get(raw, "log_stderr", bool, d.log_stderr, path, problems),
         call_timeout=ct.positive(raw, "call_timeout", float, d.call_timeout, path, problems, allow_zero=True),
         breaker_failures=ct.positive(raw, "breaker_failures", int, d.breaker_failures, path, problems,
                                      allow_zero=True),

@@ -173,6 +173,9 @@ class MessageContext:
     """For responses: ``ok``, ``error:<code>`` or ``is_error``; set by the relay."""
     fail_open: list[str] = field(default_factory=list)
     """Stages that let the message through after failing (operator opt-in), for audit."""
+    audit_target: str | None = None
+    """The target with personal data protected, set by the PII stage; audit records it
+    instead of ``target`` (``None``: no PII stage ran, ``target`` is recorded as is)."""
 
     @property
     def server(self) -> str:

@@ -247,7 +247,9 @@ def message_record(ctx: MessageContext, *, now: float, perf: float, event_id: st
         "protocol": "mcp",
     }
     if ctx.target is not None:
-        guard["target"] = {"type": _TARGET_TYPES.get(method, "other"), "name": text(ctx.target, MAX_TARGET)}
+        # The PII stage's protected form when it ran: a resource URI can hold personal data.
+        name = ctx.audit_target if ctx.audit_target is not None else ctx.target
+        guard["target"] = {"type": _TARGET_TYPES.get(method, "other"), "name": text(name, MAX_TARGET)}
     decision = ctx.decision
     if decision is not None:
         guard["decision"] = {"allowed": decision.allowed, "reason": text(decision.reason, 128)}

@@ -44,7 +44,8 @@ thresholds are applied later by the rules.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,24 +62,10 @@ from presidio_analyzer import (
 )
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
-    CreditCardRecognizer,
-    CryptoRecognizer,
-    DateRecognizer,
+    AbaRoutingRecognizer,
     EmailRecognizer,
-    IbanRecognizer,
-    IpRecognizer,
-    MacAddressRecognizer,
-    MedicalLicenseRecognizer,
-    NhsRecognizer,
     PhoneRecognizer,
     SpacyRecognizer,
-    UrlRecognizer,
-    UsBankRecognizer,
-    UsItinRecognizer,
-    UsLicenseRecognizer,
-    UsPassportRecognizer,
-    UsSsnRecognizer,
-    UuidRecognizer,
 )
 from spacy.language import Language
 from spacy.tokens import Doc
@@ -99,6 +86,7 @@ _DIGIT = r"\p{N}"
 TRIGGERS: dict[str, str] = {
     "CreditCardRecognizer": _DIGIT,
     "UsBankRecognizer": _DIGIT,
+    "AbaRoutingRecognizer": _DIGIT,
     "UsLicenseRecognizer": _DIGIT,
     "UsItinRecognizer": _DIGIT,
     "UsPassportRecognizer": _DIGIT,
@@ -208,26 +196,49 @@ def load_spacy_pipeline(name: str) -> Language:
     raise PIIError(f"spaCy model {name!r} is not installed; guard never downloads models")
 
 
+_PREDEFINED = (
+    "CreditCardRecognizer", "UsBankRecognizer", "UsLicenseRecognizer", "UsItinRecognizer", "UsPassportRecognizer",
+    "UsSsnRecognizer", "NhsRecognizer", "CryptoRecognizer", "DateRecognizer", "EmailRecognizer", "IbanRecognizer",
+    "IpRecognizer", "MedicalLicenseRecognizer", "MacAddressRecognizer", "UuidRecognizer", "PhoneRecognizer",
+    "UrlRecognizer", "AbaRoutingRecognizer",
+)
+"""The predefined recognizers guard runs: Presidio's English set, plus ABA routing numbers
+(shipped but disabled in Presidio's default configuration)."""
+
+
 def _predefined() -> list[EntityRecognizer]:
-    return [
-        CreditCardRecognizer(),
-        UsBankRecognizer(),
-        UsLicenseRecognizer(),
-        UsItinRecognizer(),
-        UsPassportRecognizer(),
-        UsSsnRecognizer(),
-        NhsRecognizer(),
-        CryptoRecognizer(),
-        DateRecognizer(),
-        OfflineEmailRecognizer(),
-        IbanRecognizer(),
-        IpRecognizer(),
-        MedicalLicenseRecognizer(),
-        MacAddressRecognizer(),
-        UuidRecognizer(),
-        PrunedPhoneRecognizer(),
-        UrlRecognizer(),
-    ]
+    """Presidio's predefined recognizers *as its registry builds them*, never hand-constructed.
+
+    The registry passes its global regex flags (case-insensitive, multi-line, dot-all) and
+    the configured context words to every recognizer; constructing a recognizer directly
+    gives the class defaults instead (``IbanRecognizer()`` is case-sensitive, so a lowercase
+    IBAN was never found; ``CreditCardRecognizer()`` has the context word ``"cc "``). The
+    e-mail and phone recognizers are replaced by guard's offline and pruned subclasses with
+    the registry instance's parameters. ``tests/pii/test_engine.py`` compares every
+    recognizer with an independently built ``AnalyzerEngine()``.
+    """
+    registry = RecognizerRegistry()
+    presidio_log = logging.getLogger("presidio-analyzer")
+    level = presidio_log.level
+    presidio_log.setLevel(logging.ERROR)  # one warning per recognizer of another language otherwise
+    try:
+        registry.load_predefined_recognizers(languages=[LANGUAGE])
+    finally:
+        presidio_log.setLevel(level)
+    stock: dict[str, Any] = {type(r).__name__: r for r in registry.recognizers}
+    if "AbaRoutingRecognizer" not in stock:
+        stock["AbaRoutingRecognizer"] = AbaRoutingRecognizer(supported_language=LANGUAGE)
+    out: list[EntityRecognizer] = []
+    for name in _PREDEFINED:
+        rec = stock[name]
+        if name == "EmailRecognizer":
+            rec = OfflineEmailRecognizer(context=rec.context, supported_language=rec.supported_language)
+            rec.global_regex_flags = stock[name].global_regex_flags
+        elif name == "PhoneRecognizer":
+            rec = PrunedPhoneRecognizer(context=rec.context, supported_language=rec.supported_language,
+                                        supported_regions=rec.supported_regions, leniency=rec.leniency)
+        out.append(rec)
+    return out
 
 
 def custom_recognizer(spec: RecognizerSpec) -> PatternRecognizer:
@@ -260,7 +271,8 @@ class Analyzer:
     """Finds PII in one string at a time; thread-safe after construction.
 
     ``entities`` restricts the predefined recognizers to those producing the named types
-    (``None``: all). ``custom`` adds rules-file recognizers. ``pipeline`` is the spaCy
+    (``None``: all). ``custom`` adds rules-file recognizers. ``context`` replaces the context
+    words of the predefined recognizers of an entity type (``[entities.X] context``). ``pipeline`` is the spaCy
     pipeline (default ``spacy.blank("en")``); ``ner`` adds Presidio's spaCy NER recognizer
     (PERSON, LOCATION, ...) and should only be set for pipelines that produce entities.
     """
@@ -272,6 +284,7 @@ class Analyzer:
         pipeline: Language | None = None,
         ner: bool = False,
         ner_configuration: NerModelConfiguration | None = None,
+        context: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         wanted = None if entities is None else frozenset(entities)
         self.nlp_engine = PipelineNlpEngine(pipeline or spacy.blank(LANGUAGE), ner_configuration)
@@ -279,6 +292,10 @@ class Analyzer:
         recognizers: list[EntityRecognizer] = [
             r for r in _predefined() if wanted is None or wanted & set(r.supported_entities)
         ]
+        for rec in recognizers:  # the rules file's context words replace the recognizer's own
+            for entity in rec.supported_entities:
+                if context and entity in context:
+                    rec.context = list(context[entity])
         recognizers += [custom_recognizer(spec) for spec in custom]
         if ner:
             spacy_rec = SpacyRecognizer(

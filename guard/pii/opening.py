@@ -37,7 +37,7 @@ from guard.context import Principal
 from guard.crypto.aead import InvalidField, KeyRing
 from guard.jsonrpc import Kind
 from guard.pii.tokens import TOKEN_LIKE_RE, TOKEN_PREFIX, binding_for, open_token
-from guard.pii.walker import transform
+from guard.pii.walker import Leaf, transform
 
 MAX_MARK_DEPTH: Final = 64
 """How deep the marker replacement looks (conditions read at most 16 levels below the arguments)."""
@@ -75,10 +75,11 @@ class TokenOpener:
         marker = self._marker
         failed = False
 
-        def visit(text: str, path: str) -> str:
+        def visit(leaf: Leaf) -> str | None:
             nonlocal failed
+            text = leaf.text
             if TOKEN_PREFIX not in text:
-                return text
+                return None
             pieces: list[str] = []
             cursor = 0
             for match in TOKEN_LIKE_RE.finditer(text):

@@ -81,19 +81,42 @@ class AnalyzerSpec:
     """Recognizers from the rules file."""
     nlp_model: str = ""
     """An installed spaCy pipeline adding NER, or ``""`` (blank tokenizer)."""
+    context: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Context words per entity type replacing the recognizers' own (``[entities.X] context``)."""
 
     @classmethod
     def for_rules(cls, rules: PIIRules, nlp_model: str = "") -> AnalyzerSpec:
         """The analyzer a rules file needs: the entity types it names and its recognizers."""
         entities = rules.detected_entities()
         return cls(entities=None if entities is None else tuple(sorted(entities)),
-                   custom=tuple(rules.recognizers), nlp_model=nlp_model)
+                   custom=tuple(rules.recognizers), nlp_model=nlp_model,
+                   context=tuple(sorted(rules.context.items())))
 
     def build(self) -> Analyzer:
         from guard.pii.engine import Analyzer, load_spacy_pipeline
 
         pipeline = load_spacy_pipeline(self.nlp_model) if self.nlp_model else None
-        return Analyzer(entities=self.entities, custom=self.custom, pipeline=pipeline, ner=pipeline is not None)
+        return Analyzer(entities=self.entities, custom=self.custom, pipeline=pipeline, ner=pipeline is not None,
+                        context=dict(self.context))
+
+
+WORKER_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH", "PYTHONHASHSEED",
+                      "VIRTUAL_ENV", "SYSTEMROOT")
+"""The only variables an analyzer process inherits: it needs none of guard's secrets."""
+
+
+def worker_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """A minimal environment for an analyzer process.
+
+    The worker reads strings and returns spans; it never needs guard's key rings (``keyring_env``),
+    upstream credentials or tokens, so none of guard's environment is passed beyond
+    :data:`WORKER_ENVIRONMENT` (and ``guard`` itself on ``PYTHONPATH``).
+    """
+    source = os.environ if environ is None else environ
+    env = {k: source[k] for k in WORKER_ENVIRONMENT if k in source}
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    return env
 
 
 # -- in guard's process --------------------------------------------------------------------
@@ -313,9 +336,7 @@ class ProcessAnalysis(_Bounded):
     # -- workers -------------------------------------------------------------------------
 
     async def _spawn(self) -> _Worker:
-        env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        env = worker_environment()
         level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "guard.pii.worker", level, stdin=asyncio.subprocess.PIPE,

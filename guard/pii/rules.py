@@ -5,7 +5,8 @@ Schema (every key optional except where noted)::
     version = 1
 
     [defaults]                      # applies to every entity type without its own value
-    threshold = 0.5                 # minimum Presidio score for a finding to count
+    threshold = 0.5                 # Presidio score at which a finding counts on its score alone
+    protect_validated = true        # a finding its type's validator accepts counts at any score
     to_client = "allow"             # action for data travelling server -> client
     to_server = "allow"             # action for data travelling client -> server
     on_denied_reveal = "pass"       # token sent back, principal may not reveal: pass | deny
@@ -19,6 +20,9 @@ Schema (every key optional except where noted)::
     [entities.CREDIT_CARD]
     to_client = { action = "mask", keep_last = 4 }
     to_server = "block"
+
+    [entities.DATE_TIME]
+    context = ["birth", "dob"]      # replaces the type's recognizer context words
 
     [[overrides]]                   # later overrides win; globs match server, tool, entity
     server = "crm"
@@ -59,8 +63,11 @@ ACTIONS: tuple[ActionKind, ...] = ("allow", "redact", "mask", "hash", "encrypt",
 KEYED_ACTIONS = frozenset({"hash", "encrypt", "tokenize"})
 """Actions that need the PII key ring."""
 
+VALIDATED_SCORES = {"PHONE_NUMBER": 0.4, "US_SSN": 0.5, "US_ITIN": 0.5, "IP_ADDRESS": 0.6, "MAC_ADDRESS": 0.6}
+"""Presidio's score for a valid value of these types without a context word (types whose
+checksum validation Presidio already turns into a score of 1.0 are not listed)."""
 ENTITY_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
-_RULE_KEYS = {"threshold", "to_client", "to_server", "on_denied_reveal"}
+_RULE_KEYS = {"threshold", "to_client", "to_server", "on_denied_reveal", "protect_validated"}
 _DEFAULT_KEYS = _RULE_KEYS | {"scan_blobs"}
 _OVERRIDE_KEYS = _RULE_KEYS | {"server", "tool", "entity"}
 _ACTION_KEYS = {"action", "keep_last", "mask_char", "replacement"}
@@ -95,9 +102,13 @@ class EntityPolicy:
     """The resolved rule for one entity type on one server/tool."""
 
     threshold: float
+    """Minimum analyzer score at which a match counts on its score alone."""
     to_client: ActionSpec
     to_server: ActionSpec
     on_denied_reveal: Literal["pass", "deny"]
+    protect_validated: bool = True
+    """Validators over thresholds: a match its type's validator accepts is protected at any
+    score (``guard.pii.validators``); ``false`` leaves it to the threshold."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +117,7 @@ class _Partial:
     to_client: ActionSpec | None = None
     to_server: ActionSpec | None = None
     on_denied_reveal: Literal["pass", "deny"] | None = None
+    protect_validated: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,8 @@ class PIIRules:
     entities: Mapping[str, _Partial] = field(default_factory=dict)
     overrides: tuple[Override, ...] = ()
     recognizers: tuple[RecognizerSpec, ...] = ()
+    context: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """``[entities.X] context``: words that replace the type's recognizer context words."""
     scan_blobs: bool = False
     source: Path | None = None
     _cache: dict[tuple[str, str, str | None], EntityPolicy] = field(
@@ -164,12 +178,14 @@ class PIIRules:
         layers += [o.rule for o in self.overrides if o.matches(entity, server, tool)]
         d = self.defaults
         threshold, to_client, to_server, reveal = d.threshold, d.to_client, d.to_server, d.on_denied_reveal
+        validated = d.protect_validated
         for layer in layers:
             threshold = layer.threshold if layer.threshold is not None else threshold
             to_client = layer.to_client or to_client
             to_server = layer.to_server or to_server
             reveal = layer.on_denied_reveal or reveal
-        policy = EntityPolicy(threshold, to_client, to_server, reveal)
+            validated = layer.protect_validated if layer.protect_validated is not None else validated
+        policy = EntityPolicy(threshold, to_client, to_server, reveal, validated)
         if len(self._cache) < 4096:
             self._cache[key] = policy
         return policy
@@ -189,6 +205,29 @@ class PIIRules:
                 return None
             names.add(o.entity)
         return frozenset(names)
+
+    def warnings(self) -> list[str]:
+        """Settings that let values guard could validate through (``guard check-config`` prints them).
+
+        With ``protect_validated = false`` the threshold alone decides; a threshold above the
+        score Presidio gives a *valid* value of the type without a context word (a phone number
+        scores 0.4, a dashed SSN 0.5, an IP address 0.6) lets such values through unprotected.
+        """
+        out: list[str] = []
+        scopes: list[tuple[str, str, str | None]] = [("entities." + e, e, None) for e in sorted(self.entities)]
+        scopes += [(f"overrides[{i}]", o.entity, o.tool if o.tool != "*" else None)
+                   for i, o in enumerate(self.overrides) if o.entity in VALIDATED_SCORES]
+        if not self.defaults.protect_validated:
+            scopes += [("defaults", e, None) for e in sorted(VALIDATED_SCORES) if e not in self.entities]
+        for where, entity, tool in scopes:
+            score = VALIDATED_SCORES.get(entity)
+            if score is None:
+                continue
+            policy = self.resolve(entity, "*", tool)
+            if not policy.protect_validated and policy.threshold > score:
+                out.append(f"pii.rules.{where}: threshold {policy.threshold:g} with protect_validated = false lets "
+                           f"valid {entity} values through (Presidio scores them {score:g} without a context word)")
+        return out
 
     def uses_keys(self) -> bool:
         """True if some action needs the key ring (hash, encrypt, tokenize)."""
@@ -236,7 +275,8 @@ def _partial(raw: Mapping[str, Any], path: str, problems: ct.Problems) -> _Parti
     if "on_denied_reveal" in raw:
         choice = ct.choice(raw, "on_denied_reveal", ("pass", "deny"), "pass", path, problems)
         reveal = "deny" if choice == "deny" else "pass"
-    return _Partial(threshold, to_client, to_server, reveal)
+    validated = ct.get(raw, "protect_validated", bool, True, path, problems) if "protect_validated" in raw else None
+    return _Partial(threshold, to_client, to_server, reveal, validated)
 
 
 def _recognizer(raw: Any, path: str, problems: ct.Problems) -> RecognizerSpec | None:
@@ -303,8 +343,10 @@ def parse_rules(raw: Mapping[str, Any], problems: ct.Problems, source: Path | No
         to_client=dp.to_client or base.to_client,
         to_server=dp.to_server or base.to_server,
         on_denied_reveal=dp.on_denied_reveal or base.on_denied_reveal,
+        protect_validated=dp.protect_validated if dp.protect_validated is not None else True,
     )
     entities: dict[str, _Partial] = {}
+    context: dict[str, tuple[str, ...]] = {}
     for name, body in ct.table(raw, "entities", path, problems).items():
         epath = f"{path}.entities.{name}"
         if not ENTITY_NAME.match(str(name)):
@@ -313,8 +355,13 @@ def parse_rules(raw: Mapping[str, Any], problems: ct.Problems, source: Path | No
         if not isinstance(body, Mapping):
             problems.add(epath, "must be a table")
             continue
-        ct.unknown_keys(body, _RULE_KEYS, epath, problems)
+        ct.unknown_keys(body, _RULE_KEYS | {"context"}, epath, problems)
         entities[str(name)] = _partial(body, epath, problems)
+        if "context" in body:
+            words = ct.str_list(body, "context", (), epath, problems)
+            if not words:
+                problems.add(ct.join(epath, "context"), "must list at least one word")
+            context[str(name)] = tuple(w.lower() for w in words)
     overrides: list[Override] = []
     raw_overrides = raw.get("overrides", [])
     if not isinstance(raw_overrides, list):
@@ -350,6 +397,7 @@ def parse_rules(raw: Mapping[str, Any], problems: ct.Problems, source: Path | No
         entities=entities,
         overrides=tuple(overrides),
         recognizers=tuple(recognizers),
+        context=context,
         scan_blobs=ct.get(draw, "scan_blobs", bool, False, ct.join(path, "defaults"), problems),
         source=source,
     )

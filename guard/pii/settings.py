@@ -10,7 +10,7 @@
     bind_principal = true               # bind tokens to the principal (issuer + subject)
     keyring_file = "dev/keys/pii-keyring.json"   # or keyring_env, or [pii.keys]
     keyring_env = "GUARD_PII_KEYRING"   # env var holding the key ring JSON
-    nlp_model = ""                      # "" = blank tokenizer; or an installed spaCy model
+    nlp_model = ""                      # "" = blank tokenizer; or an installed spaCy model (guard[ner])
     timeout = 2.0                       # seconds per message (then PII_UNAVAILABLE)
     workers = 2                         # analyzer processes (0: a thread in guard's process)
     max_pending = 64                    # messages queued for analysis before PII_UNAVAILABLE

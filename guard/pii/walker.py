@@ -1,303 +1,512 @@
-"""Where user data lives in an MCP message, and a copy-on-write rewrite of those strings.
+"""Every place an MCP message can carry personal data, and a copy-on-write rewrite of them.
 
-:func:`transform` visits every string that can carry user data, in a fixed order, and
-rebuilds the payload with the visitor's replacements. Containers along unchanged paths are
-shared, changed paths are copied: the input payload is never mutated.
+guard walks **everything** in every message, both directions, every method (lists,
+``initialize`` and ``server/discover`` results included), except an explicit list of
+structural fields. :func:`transform` calls ``visit`` on each candidate :class:`Leaf`, in a
+fixed order, and rebuilds the payload with its replacements: containers on unchanged paths
+are shared, changed paths are copied, the input is never mutated.
 
-Positions (MCP 2025-11-25 and 2026-07-28 schemas; see ``MCP-NOTES`` "Where user data
-lives"), both directions:
+Candidates:
 
-* ``tools/call``: ``params.arguments`` (any JSON); result ``content[]`` blocks (``text``,
-  ``resource_link`` ``uri``/``name``/``title``/``description``, embedded ``resource``
-  ``uri``/``text``), ``structuredContent`` (any JSON).
-* ``prompts/get``: ``params.arguments``; result ``description`` and ``messages[].content``.
-* ``resources/read``: ``params.uri``; result ``contents[].uri``/``text``.
-* ``completion/complete``: ``params.argument.value`` and ``params.context.arguments``;
-  result ``completion.values[]``.
-* ``sampling/createMessage`` (server request): ``messages[].content``, ``systemPrompt``;
-  the client's result ``content``. ``elicitation/create``: ``message``,
-  ``requestedSchema``; the client's result ``content``. ``roots/list`` result ``roots[]``.
-* ``notifications/message`` ``data``; ``notifications/progress`` ``message``;
-  ``notifications/resources/updated`` ``uri``; JSON-RPC ``error.message`` and ``error.data``.
-* Modern era: ``inputRequests`` (each walked as the server request it wraps) and
-  ``inputResponses`` (each walked as a client result).
-* Methods guard does not know: all of ``params``/``result`` as any JSON.
+* every string value (``kind = "text"``);
+* every object key in user data (``"key"``): a JSON key can hold an e-mail or a phone;
+  keys made only of ASCII letters, ``_``, ``-`` and ``.`` are skipped (no pattern-detected
+  entity fits in them);
+* every integer of six digits or more (``"number"``): a card or phone stored as a number.
+  A protected number becomes a string (the only way it can hold a token or a mask);
+* strings holding serialized JSON are parsed (object pairs kept in order, **duplicate keys
+  included**), walked as user data and re-serialized in their original style when changed;
+* base64 runs inside any string that decode to text are walked as text (``<base64>``) and
+  re-encoded when changed; blob fields (image/audio ``data``, resource ``blob``) only with
+  ``scan_blobs``.
 
-Never visited: object keys, numbers, booleans, ``null``, ids, ``method``, ``_meta``
-(anywhere), ``requestState``, content-block ``type``/``mimeType``/``annotations``, and
-base64 blobs (image/audio ``data``, resource ``blob``) unless ``scan_blobs`` is on, in which
-case blobs that decode to UTF-8 text are visited and re-encoded.
+Structure decides what is a protocol field. The envelope, ``params``, ``result``,
+``error`` and the MCP objects inside them (content blocks, tools, prompts, resources,
+templates, messages, roots, ``serverInfo``, ``inputRequests``...) are walked in *protocol*
+mode: their keys are MCP field names (not candidates) and the values of
+:data:`STRUCTURAL` fields are never visited. Everything else, including any field the
+walker does not know (a ``summary`` beside ``content``, a ``note`` on a text block), is
+*user data*: every key, string and number is a candidate. ``_meta`` values are user data
+(their keys are names; protocol version, capabilities and progress tokens are skipped).
+JSON Schemas (a tool's ``inputSchema``/``outputSchema``, an elicitation's
+``requestedSchema``) are protected *in place*: property names and schema keywords stay as
+they are so the schema stays valid and the tool keeps its interface; ``title``,
+``description``, ``default``, ``examples``, ``enum`` and ``const`` are candidates.
 
-Strings that hold serialized JSON (an object or array) are parsed, walked as any JSON,
-and re-serialized in a similar style when something changed. Paths name each leaf like
-``$.result.content[0].text<json>.customers[1].email``.
+Consecutive text blocks of one ``content`` list get the same ``block`` group so that a
+value split across them can be found (:mod:`guard.pii.protect` analyses the seams).
+
+Limits (issue 12 item 15): nesting deeper than :data:`MAX_DEPTH` raises
+:class:`Unscannable`; the stage rejects such a message whatever ``fail_open`` says.
+
+Paths name each leaf for findings and audit, e.g.
+``$.result.content[0].text<json>.customers[1].email``. A key that could itself carry
+personal data (digits, ``@``, non-ASCII, long) is named by its position, ``{2}``, so
+paths never copy a value into the audit log; ``<key>`` marks a key leaf.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from guard.errors import PIIError
 from guard.jsonrpc import Kind
 
-Visit = Callable[[str, str], str]
-"""``visit(text, path) -> replacement`` (return ``text`` itself for no change)."""
-
 MAX_JSON_DEPTH = 4
-"""How many levels of JSON-inside-a-string are parsed."""
+"""How many levels of JSON-inside-a-string are parsed (deeper text is analysed as text;
+normalization undoes its escapes)."""
 MAX_EMBEDDED_JSON = 2 * 1024 * 1024
-"""Longest string that is tried as embedded JSON (bytes of text)."""
+"""Longest string that is tried as embedded JSON (characters)."""
+MAX_DEPTH = 128
+"""Deepest nesting (objects, arrays and embedded JSON levels) guard scans; deeper is rejected."""
+MIN_NUMBER = 100_000
+"""Integers below this (five digits or fewer) hold no shipped entity type and are skipped."""
+MIN_BASE64_RUN = 16
+"""Shortest base64 run inside a string that is tried (characters)."""
 
-# Specs: "text", "free", "blob", "block", "content", "input_request",
-# ("fields", {key: spec}), ("each", spec), ("values", spec).
-Spec = Any
-TEXT, FREE, BLOB, BLOCK, CONTENT, INPUT_REQUEST = "text", "free", "blob", "block", "content", "input_request"
-_SKIP_KEYS = frozenset({"_meta", "requestState"})
-_BLOCK_STRUCTURAL = frozenset({"type", "mimeType", "annotations", "_meta"})
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+STRUCTURAL = frozenset({
+    "jsonrpc", "id", "method", "type", "mimeType", "requestState", "cursor", "nextCursor", "protocolVersion",
+    "supportedVersions", "progressToken", "requestId", "resultType", "role", "level", "capabilities", "isError",
+    "progress", "total", "maxTokens", "temperature", "stopReason", "stopSequences", "includeContext",
+    "modelPreferences", "code", "size", "version", "priority", "audience", "lastModified", "listChanged",
+    "subscribe", "hasMore", "toolUseId", "action", "required", "ttl", "pollInterval", "taskId", "status",
+})
+"""MCP/JSON-RPC fields whose values are never scanned (in protocol mode only): identifiers,
+enumerations, versions, cursors, counters and flags the protocol defines. A field of the
+same name inside user data (``arguments``, ``structuredContent``, embedded JSON...) is
+scanned like any other."""
 
+_PROTOCOL = frozenset({
+    "params", "result", "error", "content", "contents", "resource", "tools", "prompts", "resources",
+    "resourceTemplates", "messages", "roots", "completion", "serverInfo", "clientInfo", "inputRequests",
+    "inputResponses", "argument", "context", "ref", "annotations", "icons", "execution", "task", "tasks",
+    "values",
+})
+"""Fields whose values are MCP objects (walked in protocol mode)."""
+_SCHEMAS = frozenset({"inputSchema", "outputSchema", "requestedSchema"})
+_META_STRUCTURAL = frozenset({"progressToken", "io.modelcontextprotocol/protocolVersion",
+                              "io.modelcontextprotocol/clientCapabilities", "io.modelcontextprotocol/related-task"})
+_BLOCK_TYPES = frozenset({"text", "image", "audio", "resource", "resource_link", "tool_use", "tool_result"})
 
-def F(**fields: Spec) -> Spec:  # noqa: N802 - reads like a schema
-    return ("fields", fields)
+# JSON Schema (2020-12) keywords, by what their value is.
+_SCHEMA_MAPS = frozenset({"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"})
+_SCHEMA_ONE = frozenset({"items", "not", "if", "then", "else", "additionalProperties", "contains", "propertyNames",
+                         "unevaluatedProperties", "unevaluatedItems", "contentSchema", "additionalItems"})
+_SCHEMA_LIST = frozenset({"allOf", "anyOf", "oneOf", "prefixItems"})
+_SCHEMA_TEXT = frozenset({"title", "description", "$comment", "default", "examples", "enum", "const"})
 
+PROTOCOL, FREE, SCHEMA, META = "protocol", "free", "schema", "meta"
 
-def each(spec: Spec) -> Spec:
-    return ("each", spec)
-
-
-def values(spec: Spec) -> Spec:
-    return ("values", spec)
-
-
-_RESOURCE_CONTENTS = F(uri=TEXT, text=TEXT, blob=BLOB)
-_BLOCKS: dict[str, Spec] = {
-    "text": F(text=TEXT),
-    "image": F(data=BLOB),
-    "audio": F(data=BLOB),
-    "resource_link": F(uri=TEXT, name=TEXT, title=TEXT, description=TEXT),
-    "resource": F(resource=_RESOURCE_CONTENTS),
-    "tool_use": F(input=FREE),
-    "tool_result": F(content=each(BLOCK), structuredContent=FREE),
-}
-_INPUT_RESPONSE = F(content=CONTENT, roots=each(F(uri=TEXT, name=TEXT)))
-_TOOL_RESULT = F(content=each(BLOCK), structuredContent=FREE, inputRequests=values(INPUT_REQUEST))
-
-_NOTHING = None
-_C2S_REQUESTS: dict[str, Spec] = {
-    "tools/call": F(arguments=FREE, inputResponses=values(_INPUT_RESPONSE)),
-    "prompts/get": F(arguments=FREE, inputResponses=values(_INPUT_RESPONSE)),
-    "resources/read": F(uri=TEXT, inputResponses=values(_INPUT_RESPONSE)),
-    "resources/subscribe": F(uri=TEXT),
-    "resources/unsubscribe": F(uri=TEXT),
-    "completion/complete": F(argument=F(value=TEXT), context=F(arguments=FREE)),
-    "initialize": _NOTHING, "ping": _NOTHING, "server/discover": _NOTHING, "tools/list": _NOTHING,
-    "resources/list": _NOTHING, "resources/templates/list": _NOTHING, "prompts/list": _NOTHING,
-    "logging/setLevel": _NOTHING, "subscriptions/listen": _NOTHING,
-}
-_S2C_RESULTS: dict[str, Spec] = {
-    "tools/call": _TOOL_RESULT,
-    "tasks/result": _TOOL_RESULT,
-    "prompts/get": F(description=TEXT, messages=each(F(content=CONTENT)), inputRequests=values(INPUT_REQUEST)),
-    "resources/read": F(contents=each(_RESOURCE_CONTENTS), inputRequests=values(INPUT_REQUEST)),
-    "completion/complete": F(completion=F(values=each(TEXT))),
-    "initialize": _NOTHING, "ping": _NOTHING, "server/discover": _NOTHING, "tools/list": _NOTHING,
-    "resources/list": _NOTHING, "resources/templates/list": _NOTHING, "prompts/list": _NOTHING,
-    "logging/setLevel": _NOTHING, "resources/subscribe": _NOTHING, "resources/unsubscribe": _NOTHING,
-    "subscriptions/listen": _NOTHING,
-}
-_S2C_REQUESTS: dict[str, Spec] = {
-    "sampling/createMessage": F(messages=each(F(content=CONTENT)), systemPrompt=TEXT),
-    "elicitation/create": F(message=TEXT, requestedSchema=FREE),
-    "roots/list": _NOTHING, "ping": _NOTHING,
-}
-_C2S_RESULTS: dict[str, Spec] = {
-    "sampling/createMessage": F(content=CONTENT),
-    "elicitation/create": F(content=FREE),
-    "roots/list": F(roots=each(F(uri=TEXT, name=TEXT))),
-    "ping": _NOTHING,
-}
-_NOTIFICATIONS: dict[str, Spec] = {
-    "notifications/message": F(data=FREE),
-    "notifications/progress": F(message=TEXT),
-    "notifications/resources/updated": F(uri=TEXT),
-    "notifications/initialized": _NOTHING, "notifications/cancelled": _NOTHING,
-    "notifications/roots/list_changed": _NOTHING, "notifications/tools/list_changed": _NOTHING,
-    "notifications/prompts/list_changed": _NOTHING, "notifications/resources/list_changed": _NOTHING,
-}
-_ERROR = F(message=TEXT, data=FREE)
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_QUOTABLE = re.compile(r"[A-Za-z_. \-]{1,64}")
+_SAFE_KEY = re.compile(r"[A-Za-z_.\-]{1,64}")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{" + str(MIN_BASE64_RUN) + r",}={0,2}")
+"""Leftmost-longest (``finditer``): a match always starts at the beginning of its run."""
 
 
-def message_spec(kind: Kind, method: str | None, to_client: bool) -> tuple[str, Spec] | None:
-    """``(top-level key, spec)`` for a message, or ``None`` when it carries no user data."""
-    if kind is Kind.ERROR:
-        return "error", _ERROR
-    if kind is Kind.NOTIFICATION:
-        spec = _NOTIFICATIONS.get(method or "", FREE)
-        return None if spec is None else ("params", spec)
-    if kind is Kind.REQUEST:
-        table = _S2C_REQUESTS if to_client else _C2S_REQUESTS
-        if method is not None and method.startswith("tasks/") and not to_client:
-            return None
-        spec = table.get(method or "", FREE)
-        return None if spec is None else ("params", spec)
-    table = _S2C_RESULTS if to_client else _C2S_RESULTS
-    spec = table.get(method or "", FREE)
-    if spec is None:
-        return None
-    return "result", spec
+class Unscannable(PIIError):
+    """A message guard cannot walk (too deep); ``reason`` is a stable code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
-def _key_path(path: str, key: str) -> str:
-    return f"{path}.{key}" if _IDENT.match(key) else f"{path}[{json.dumps(key)}]"
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One candidate: what to analyse and where it sits."""
+
+    text: str
+    """The string (a number's decimal digits, a key's text)."""
+    path: str
+    key: str | None
+    """The JSON key holding it (its context: ``card_number``, ``phone``), if any."""
+    kind: str = "text"
+    """``text``, ``key`` or ``number``."""
+    block: int | None = None
+    """Group of adjacent text blocks this leaf belongs to (``content[i].text``), if any."""
 
 
-def _dumps_like(doc: Any, original: str) -> str:
-    body = original.strip()
-    lead = original[: len(original) - len(original.lstrip())]
-    trail = original[len(original.rstrip()):]
-    indent: str | None = None
-    seps = (",", ":")
-    if "\n" in body:
-        m = re.search(r"\n([ \t]+)\S", body)
-        indent = m.group(1) if m else ""
-        seps = (",", ": ")
-    elif re.search(r'":\s', body) or re.search(r",\s", body):
-        seps = (", ", ": ")
-    ensure_ascii = body.isascii() and "\\u" in body
-    return lead + json.dumps(doc, indent=indent, separators=seps, ensure_ascii=ensure_ascii) + trail
+Visit = Callable[[Leaf], "str | None"]
+"""``visit(leaf) -> replacement`` (``None``: unchanged)."""
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """A JSON object with duplicate keys, kept as its pairs so nothing is lost on re-serialization."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> Any:
+    obj = dict(pairs)
+    return obj if len(obj) == len(pairs) else _Pairs(pairs)
+
+
+class _Raw(str):
+    """A JSON number text (non-integer) kept verbatim."""
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_object, parse_float=_Raw, parse_constant=_no_constant)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _key_segment(key: str, index: int) -> str:
+    if len(key) <= 64:
+        segment = _named_segment(key)
+        if segment is not None:
+            return segment
+    return f"{{{index}}}"
+
+
+@functools.lru_cache(maxsize=4096)
+def _named_segment(key: str) -> str | None:
+    """``.key`` or ``["a key"]`` for a key that cannot carry personal data; ``None`` otherwise."""
+    if _IDENT.fullmatch(key) and not any(c.isdigit() for c in key[-4:]):
+        return f".{key}"
+    if _QUOTABLE.fullmatch(key):
+        return f"[{json.dumps(key)}]"
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _safe_key(key: str) -> bool:
+    return _SAFE_KEY.fullmatch(key) is not None
+
+
+def key_safe(key: str) -> bool:
+    """True for keys that cannot hold a pattern-detected value (letters, ``_ - .`` only)."""
+    return len(key) <= 64 and _safe_key(key)
 
 
 class _Run:
     def __init__(self, visit: Visit, scan_blobs: bool) -> None:
         self.visit = visit
         self.scan_blobs = scan_blobs
+        self.groups = 0
 
-    def walk(self, value: Any, spec: Spec, path: str, depth: int) -> Any:
-        if spec == TEXT:
-            return self.text(value, path, depth) if isinstance(value, str) else value
-        if spec == FREE:
-            return self.free(value, path, depth)
-        if spec == BLOB:
-            return self.blob(value, path, depth) if isinstance(value, str) and self.scan_blobs else value
-        if spec == BLOCK:
-            return self.block(value, path, depth)
-        if spec == CONTENT:
-            if isinstance(value, list):
-                return self.walk(value, each(BLOCK), path, depth)
-            if isinstance(value, dict) and value.get("type") in _BLOCKS:
-                return self.block(value, path, depth)
-            return self.free(value, path, depth)
-        if spec == INPUT_REQUEST:
-            if not isinstance(value, dict):
-                return value
-            method = value.get("method")
-            inner = _S2C_REQUESTS.get(method, FREE) if isinstance(method, str) else FREE
-            return value if inner is None else self.walk(value, F(params=inner), path, depth)
-        tag, arg = spec
-        if tag == "fields":
-            if not isinstance(value, dict):
-                return value
-            return self._rebuild_dict(value, path, depth, lambda k: arg.get(k))
-        if tag == "each":
-            if not isinstance(value, list):
-                return value
-            return self._rebuild_list(value, path, depth, arg)
-        if tag == "values":
-            if not isinstance(value, dict):
-                return value
-            return self._rebuild_dict(value, path, depth, lambda k: None if k in _SKIP_KEYS else arg)
-        raise AssertionError(f"unknown spec {spec!r}")  # pragma: no cover - specs are module constants
+    # -- values --------------------------------------------------------------------------------
 
-    def _rebuild_dict(self, value: dict[str, Any], path: str, depth: int,
-                      spec_for: Callable[[str], Spec]) -> dict[str, Any]:
-        out: dict[str, Any] | None = None
-        for key, child in value.items():
-            spec = spec_for(key)
-            if spec is None:
-                continue
-            new = self.walk(child, spec, _key_path(path, key), depth)
-            if new is not child:
-                if out is None:
-                    out = dict(value)
-                out[key] = new
-        return value if out is None else out
+    def value(self, value: Any, path: str, key: str | None, mode: str, depth: int) -> Any:
+        if isinstance(value, _Raw):
+            return value
+        if isinstance(value, str):
+            return self.text(value, path, key, depth)
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, int):
+            if abs(value) < MIN_NUMBER or mode == PROTOCOL:
+                return value
+            new = self.visit(Leaf(str(value), path, key, "number"))
+            return value if new is None or new == str(value) else new
+        if depth >= MAX_DEPTH:
+            raise Unscannable("pii_too_deep")
+        if isinstance(value, _Pairs):
+            return self.pairs(value, path, depth + 1)
+        if isinstance(value, dict):
+            if mode == SCHEMA:
+                return self.schema(value, path, depth + 1)
+            if mode == META:
+                return self.meta(value, path, depth + 1)
+            if mode == PROTOCOL:
+                return self.protocol(value, path, depth + 1)
+            return self.free(value, path, depth + 1)
+        if isinstance(value, list):
+            return self.array(value, path, key, mode, depth + 1)
+        return value
 
-    def _rebuild_list(self, value: list[Any], path: str, depth: int, spec: Spec) -> list[Any]:
+    def array(self, value: list[Any], path: str, key: str | None, mode: str, depth: int) -> list[Any]:
         out: list[Any] | None = None
+        group: int | None = None
+        if mode == PROTOCOL and key == "content":
+            texts = [isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str) for b in value]
+            if sum(texts) > 1:
+                group = self.groups
+                self.groups += 1
         for i, child in enumerate(value):
-            new = self.walk(child, spec, f"{path}[{i}]", depth)
+            child_mode = mode
+            if mode == PROTOCOL and key == "content" and isinstance(child, dict) \
+                    and child.get("type") not in _BLOCK_TYPES:
+                child_mode = FREE
+            if group is not None and isinstance(child, dict) and child.get("type") == "text":
+                new = self.text_block(child, f"{path}[{i}]", group, depth)
+            else:
+                new = self.value(child, f"{path}[{i}]", key, child_mode, depth)
             if new is not child:
                 if out is None:
                     out = list(value)
                 out[i] = new
         return value if out is None else out
 
-    def free(self, value: Any, path: str, depth: int) -> Any:
-        if isinstance(value, str):
-            return self.text(value, path, depth)
-        if isinstance(value, list):
-            return self._rebuild_list(value, path, depth, FREE)
-        if isinstance(value, dict):
-            return self._rebuild_dict(value, path, depth, lambda k: None if k in _SKIP_KEYS else FREE)
-        return value
+    def text_block(self, block: dict[str, Any], path: str, group: int, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] | None = None
+        for i, (k, child) in enumerate(block.items()):
+            if k in STRUCTURAL:
+                continue
+            child_path = f"{path}{_key_segment(k, i)}"
+            if k == "text" and isinstance(child, str):
+                new: Any = self.text(child, child_path, None, depth, group)
+            elif k == "_meta":
+                new = self.value(child, child_path, k, META, depth)
+            else:
+                new = self.value(child, child_path, k, self.child_mode(k, child), depth)
+            if new is not child:
+                if out is None:
+                    out = dict(block)
+                out[k] = new
+        return block if out is None else out
 
-    def block(self, value: Any, path: str, depth: int) -> Any:
-        if not isinstance(value, dict):
-            return value
-        spec = _BLOCKS.get(value.get("type"))  # type: ignore[arg-type]
-        if spec is not None:
-            return self.walk(value, spec, path, depth)
-        return self._rebuild_dict(value, path, depth, lambda k: None if k in _BLOCK_STRUCTURAL else FREE)
+    # -- objects -------------------------------------------------------------------------------
 
-    def text(self, value: str, path: str, depth: int) -> str:
-        if depth < MAX_JSON_DEPTH and len(value) <= MAX_EMBEDDED_JSON:
+    @staticmethod
+    def child_mode(key: str, child: Any) -> str:
+        if key in _PROTOCOL:
+            if key == "content" and isinstance(child, dict) and child.get("type") not in _BLOCK_TYPES:
+                return FREE  # an elicitation answer: the user's values
+            return PROTOCOL
+        if key in _SCHEMAS:
+            return SCHEMA
+        if key == "_meta":
+            return META
+        return FREE
+
+    def protocol(self, value: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] | None = None
+        blob_holder = value.get("type") in ("image", "audio") or "blob" in value
+        for i, (k, child) in enumerate(value.items()):
+            if k in STRUCTURAL:
+                continue
+            child_path = f"{path}{_key_segment(k, i)}"
+            if (k == "blob" or (k == "data" and blob_holder)) and isinstance(child, str):
+                new: Any = self.blob(child, child_path, k, depth) if self.scan_blobs else child
+            else:
+                new = self.value(child, child_path, k, self.child_mode(k, child), depth)
+            if new is not child:
+                if out is None:
+                    out = dict(value)
+                out[k] = new
+        return value if out is None else out
+
+    def meta(self, value: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] | None = None
+        for i, (k, child) in enumerate(value.items()):
+            if k in _META_STRUCTURAL:
+                continue
+            new = self.value(child, f"{path}{_key_segment(k, i)}", k, FREE, depth)
+            if new is not child:
+                if out is None:
+                    out = dict(value)
+                out[k] = new
+        return value if out is None else out
+
+    def schema(self, value: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
+        out: dict[str, Any] | None = None
+        for i, (k, child) in enumerate(value.items()):
+            child_path = f"{path}{_key_segment(k, i)}"
+            if k in _SCHEMA_MAPS and isinstance(child, dict):
+                new: Any = self.schema_map(child, child_path, depth + 1)
+            elif k in _SCHEMA_ONE:
+                new = self.value(child, child_path, k, SCHEMA, depth)
+            elif k in _SCHEMA_LIST and isinstance(child, list):
+                new = self.array(child, child_path, k, SCHEMA, depth)
+            elif k in _SCHEMA_TEXT:
+                new = self.value(child, child_path, k, FREE, depth)
+            elif k == "_meta":
+                new = self.value(child, child_path, k, META, depth)
+            else:
+                continue  # type, format, pattern, required, $ref, bounds...: the schema's structure
+            if new is not child:
+                if out is None:
+                    out = dict(value)
+                out[k] = new
+        return value if out is None else out
+
+    def schema_map(self, value: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
+        if depth >= MAX_DEPTH:
+            raise Unscannable("pii_too_deep")
+        out: dict[str, Any] | None = None
+        for i, (name, child) in enumerate(value.items()):
+            new = self.value(child, f"{path}{_key_segment(name, i)}", name, SCHEMA, depth)
+            if new is not child:
+                if out is None:
+                    out = dict(value)
+                out[name] = new
+        return value if out is None else out
+
+    def free(self, value: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
+        items: list[tuple[str, Any]] | None = None
+        for i, (k, child) in enumerate(value.items()):
+            child_path = f"{path}{_key_segment(k, i)}"
+            new_key = self.key(k, child_path, depth)
+            new = self.value(child, child_path, k, META if k == "_meta" else FREE, depth)
+            if items is None and (new_key != k or new is not child):
+                items = list(value.items())[:i]
+            if items is not None:
+                items.append((new_key, new))
+        return value if items is None else dict(_unique(items))
+
+    def pairs(self, value: _Pairs, path: str, depth: int) -> _Pairs:
+        changed = False
+        items = _Pairs()
+        for i, (k, child) in enumerate(value):
+            child_path = f"{path}{_key_segment(k, i)}"
+            new_key = self.key(k, child_path, depth)
+            new = self.value(child, child_path, k, FREE, depth)
+            changed = changed or new_key != k or new is not child
+            items.append((new_key, new))
+        return items if changed else value
+
+    def key(self, key: str, path: str, depth: int) -> str:
+        if key_safe(key):
+            return key
+        new = self.visit(Leaf(key, path + "<key>", None, "key"))
+        return key if new is None else new
+
+    # -- strings -------------------------------------------------------------------------------
+
+    def text(self, value: str, path: str, key: str | None, depth: int, block: int | None = None) -> str:
+        if len(value) <= MAX_EMBEDDED_JSON and path.count("<json>") < MAX_JSON_DEPTH:
             body = value.strip()
             if body[:1] in ("{", "[") and body[-1:] in ("}", "]"):
                 try:
-                    doc = json.loads(body)
+                    doc = _loads(body)
                 except (ValueError, RecursionError):
                     doc = None
                 if isinstance(doc, dict | list):
-                    new = self.free(doc, path + "<json>", depth + 1)
-                    return value if new is doc else _dumps_like(new, value)
-        return self.visit(value, path)
+                    new_doc = self.value(doc, path + "<json>", key, FREE, depth)
+                    return value if new_doc is doc else _dumps_like(new_doc, value)
+        runs = _base64_runs(value)
+        new_runs: list[tuple[str, str]] = []
+        for run, decoded in runs:
+            new_text = self.text(decoded, path + "<base64>", key, depth + 1)
+            if new_text is not decoded:
+                new_runs.append((run, _encode_like(new_text, run)))
+        new = self.visit(Leaf(value, path, key, "text", block))
+        result = value if new is None else new
+        for run, replacement in new_runs:
+            result = result.replace(run, replacement)
+        return value if result == value else result
 
-    def blob(self, value: str, path: str, depth: int) -> str:
+    def blob(self, value: str, path: str, key: str, depth: int) -> str:
         try:
             decoded = base64.b64decode(value, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
             return value
-        new = self.text(decoded, path + "<base64>", depth)
+        new = self.text(decoded, path + "<base64>", key, depth + 1)
         return value if new is decoded else base64.b64encode(new.encode("utf-8")).decode("ascii")
+
+
+def _unique(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """Keys stay distinct after protection (two masked keys can look alike): ``~2``, ``~3``... appended."""
+    seen: set[str] = set()
+    out: list[tuple[str, Any]] = []
+    for k, v in items:
+        name, n = k, 1
+        while name in seen:
+            n += 1
+            name = f"{k}~{n}"
+        seen.add(name)
+        out.append((name, v))
+    return out
+
+
+def _base64_runs(text: str) -> list[tuple[str, str]]:
+    """Base64 (or base64url) runs in ``text`` that decode to printable UTF-8 text."""
+    if len(text) < MIN_BASE64_RUN:
+        return []
+    out: list[tuple[str, str]] = []
+    for m in _BASE64_RUN.finditer(text):
+        run = m.group(0)
+        body = run.rstrip("=")
+        if not (any(c.isupper() for c in body) and any(c.islower() for c in body)):
+            continue  # words, identifiers and hex are not base64 of text
+        url = "-" in body or "_" in body
+        if url and ("+" in body or "/" in body):
+            continue
+        try:
+            raw = base64.b64decode(body + "=" * (-len(body) % 4), altchars=b"-_" if url else None, validate=True)
+            decoded = raw.decode("utf-8")
+        except (binascii.Error, ValueError):
+            continue
+        if len(decoded) >= 4 and all(c.isprintable() or c in "\n\r\t" for c in decoded):
+            out.append((run, decoded))
+    return out
+
+
+def _encode_like(text: str, run: str) -> str:
+    body = run.rstrip("=")
+    url = "-" in body or "_" in body
+    encoded = (base64.urlsafe_b64encode if url else base64.b64encode)(text.encode("utf-8")).decode("ascii")
+    return encoded if run.endswith("=") or len(body) % 4 == 0 else encoded.rstrip("=")
+
+
+def _dumps_like(doc: Any, original: str) -> str:
+    """Serialize ``doc`` in the style of ``original`` (indent, separators, ASCII escapes)."""
+    body = original.strip()
+    lead = original[: len(original) - len(original.lstrip())]
+    trail = original[len(original.rstrip()):]
+    indent: str | None = None
+    item, colon = ",", ":"
+    if "\n" in body:
+        m = re.search(r"\n([ \t]+)\S", body)
+        indent = m.group(1) if m else ""
+        colon = ": "
+    elif re.search(r'":\s', body) or re.search(r",\s", body):
+        item, colon = ", ", ": "
+    ascii_only = body.isascii() and "\\u" in body
+    return lead + _dump(doc, indent, item, colon, ascii_only, 0) + trail
+
+
+def _dump(value: Any, indent: str | None, item: str, colon: str, ascii_only: bool, level: int) -> str:
+    if isinstance(value, _Raw):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=ascii_only)
+    if isinstance(value, _Pairs) or isinstance(value, dict):
+        pairs = list(value) if isinstance(value, _Pairs) else list(value.items())
+        if not pairs:
+            return "{}"
+        parts = [json.dumps(k, ensure_ascii=ascii_only) + colon + _dump(v, indent, item, colon, ascii_only, level + 1)
+                 for k, v in pairs]
+        return _join(parts, "{", "}", indent, item, level)
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        return _join([_dump(v, indent, item, colon, ascii_only, level + 1) for v in value], "[", "]", indent, item,
+                     level)
+    return json.dumps(value)
+
+
+def _join(parts: list[str], opening: str, closing: str, indent: str | None, item: str, level: int) -> str:
+    if indent is None:
+        return opening + item.join(parts) + closing
+    inner = "\n" + indent * (level + 1)
+    return opening + inner + ("," + inner).join(parts) + "\n" + indent * level + closing
 
 
 def transform(payload: Mapping[str, Any], kind: Kind, method: str | None, to_client: bool, visit: Visit,
               scan_blobs: bool = False) -> dict[str, Any]:
-    """Apply ``visit`` to every user-data string of a JSON-RPC payload (copy on write).
+    """Apply ``visit`` to every candidate of a JSON-RPC payload (copy on write).
 
-    Returns ``payload`` itself when nothing changed. Visiting order is deterministic, so
-    a first pass can collect strings and a second pass substitute results by position.
+    Returns ``payload`` itself when nothing changed. The visiting order is deterministic,
+    so a first pass can collect leaves and a second pass substitute results by position.
+    ``kind``, ``method`` and ``to_client`` do not change what is walked (everything is);
+    they are kept for callers that pass them. Raises :class:`Unscannable` for input nested
+    deeper than :data:`MAX_DEPTH`.
     """
-    plan = message_spec(kind, method, to_client)
-    src = dict(payload) if not isinstance(payload, dict) else payload
-    if plan is None:
-        return src
-    key, spec = plan
-    if key not in src:
-        return src
+    src = payload if isinstance(payload, dict) else dict(payload)
     run = _Run(visit, scan_blobs)
-    new = run.walk(src[key], spec, f"$.{key}", 0)
-    if new is src[key]:
-        return src
-    out = dict(src)
-    out[key] = new
-    return out
+    return run.protocol(src, "$", 0)
 
 
 def has_user_data(kind: Kind, method: str | None, to_client: bool) -> bool:
-    """Cheap check (no walk): can this kind of message carry user data at all?"""
-    return message_spec(kind, method, to_client) is not None
+    """Every message is walked (issue 13): any of them can carry personal data."""
+    return True

@@ -31,8 +31,12 @@ from guard.context import PROCEED, Direction, MessageContext, Principal, Verdict
 from guard.jsonrpc import ErrorCode
 from guard.pii.pool import Analysis, AnalyzerSpec, PIIUnavailable, ThreadAnalysis, analysis_for
 from guard.pii.protect import Protector
+from guard.pii.walker import Unscannable
 
 log = logging.getLogger("guard.pii")
+
+WITHHELD = "[target withheld: PII analysis unavailable]"
+"""What audit records as the target when the PII stage could not protect it."""
 
 RevealCheck = Callable[[Principal, str, str, str], "bool | Awaitable[bool]"]
 """``reveal_check(principal, server, tool, entity_type)``: may this principal see the original?"""
@@ -46,7 +50,8 @@ class PIIStage:
     """Pipeline stage ``pii`` (both directions)."""
 
     name = "pii"
-    sees_rejections = False
+    sees_rejections = True
+    """A message another stage rejected is not scanned, but its target still is: audit records it."""
 
     def __init__(
         self,
@@ -80,23 +85,38 @@ class PIIStage:
     async def process(self, ctx: MessageContext) -> Verdict:
         to_client = ctx.direction is Direction.SERVER_TO_CLIENT
         kind = ctx.message.kind
-        if not Protector.applies(kind, ctx.method, to_client):
-            return PROCEED
         deadline = time.monotonic() + self._timeout
         tool = ctx.target
         protector = self.protector
+        rejected = ctx.verdict.rejected
+        if tool is not None:
+            ctx.audit_target = WITHHELD  # until protected: audit never records it in clear
         try:
-            collected = protector.collect(ctx.message.payload, kind, ctx.method, to_client, ctx.server, tool,
-                                          ctx.principal.tenant, ctx.principal)
+            if rejected:  # only the target, for the audit record of the rejection
+                payload: dict[str, Any] = {}
+                collected = protector.collect(payload, kind, None, to_client, ctx.server, tool, None, tool,
+                                              ctx.principal)
+            else:
+                collected = protector.collect(ctx.message.payload, kind, ctx.method, to_client, ctx.server, tool,
+                                              ctx.principal.tenant, tool, ctx.principal)
             detections = await self.analysis.analyze(collected.items, deadline) if collected.items else []
             scan = protector.plan(collected, detections)
             decisions = await self._decide(ctx, scan.reveal_entities, tool) if scan.needs_apply else {}
             outcome = protector.apply(scan, decisions)
+        except Unscannable as exc:  # attacker-chosen shape, not an outage: never fail-open
+            if rejected:
+                return PROCEED
+            return Verdict.reject(ErrorCode.PII_BLOCKED, "Message blocked: it cannot be scanned for protected data",
+                                  data={"reason": exc.reason})
         except PIIUnavailable as exc:
-            return self._unavailable(ctx, exc.reason)
+            return PROCEED if rejected else self._unavailable(ctx, exc.reason)
         except Exception as exc:  # a bug in guard's own PII code: fail closed, loudly
             log.exception("PII protection failed: %s", type(exc).__name__)
-            return self._unavailable(ctx, "pii_error")
+            return PROCEED if rejected else self._unavailable(ctx, "pii_error")
+        if tool is not None:
+            ctx.audit_target = outcome.target
+        if rejected:
+            return PROCEED
         ctx.findings.extend(outcome.findings)
         if outcome.rejection is not None:
             r = outcome.rejection

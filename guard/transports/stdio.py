@@ -1,7 +1,10 @@
 """Upstream over stdio: one child process per client session.
 
 MCP ``basic/transports`` (stdio): newline-delimited JSON-RPC on the child's stdin and
-stdout; stderr is free-form logging. Shutdown follows the spec's order: close the
+stdout; stderr is free-form logging. guard drains it and, only with the upstream's
+``log_stderr = true``, copies it into its own log: a server's log lines are not
+protected like its messages and can hold personal data, and guard's log promises
+never to. Shutdown follows the spec's order: close the
 child's stdin, wait, then SIGTERM, then SIGKILL after a grace period.
 
 The child gets a minimal environment (PATH, HOME, LANG, ...) plus the upstream's
@@ -72,12 +75,21 @@ class StdioUpstream:
         if proc is None or proc.stderr is None:
             return
         tag = f"upstream {self._settings.name} pid {proc.pid}"
+        copy = self._settings.log_stderr
+        lines = 0
         with contextlib.suppress(Exception):
-            while True:
-                line = await proc.stderr.readline()
-                if not line:
-                    return
-                log.info("[%s] %s", tag, line.decode("utf-8", "replace").rstrip())
+            try:
+                while True:
+                    line = await proc.stderr.readline()
+                    if not line:
+                        return
+                    lines += 1
+                    if copy:
+                        log.info("[%s] %s", tag, line.decode("utf-8", "replace").rstrip())
+            finally:
+                if lines and not copy:
+                    log.info("[%s] wrote %d stderr line(s), not logged (log_stderr = false: they may hold "
+                             "personal data)", tag, lines)
 
     async def send(self, text: str, message: Message) -> None:
         proc = self._proc

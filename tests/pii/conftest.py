@@ -9,6 +9,7 @@ import pytest
 from guard import configtools as ct
 from guard.crypto.aead import KeyRing
 from guard.pii.engine import Analyzer
+from guard.pii.pool import AnalyzerSpec
 from guard.pii.protect import Protector
 from guard.pii.rules import PIIRules, load_rules
 
@@ -33,7 +34,7 @@ def rules() -> PIIRules:
 
 @pytest.fixture(scope="session")
 def analyzer(rules: PIIRules) -> Analyzer:
-    return Analyzer(entities=rules.detected_entities(), custom=rules.recognizers)
+    return AnalyzerSpec.for_rules(rules).build()
 
 
 @pytest.fixture(scope="session")

@@ -94,3 +94,32 @@ async def test_principal_without_permission_cannot_restore(
     token = found.structured_content["customers"][0]["email"]
     assert upstream == [{"to": token, "body": "Your renewal is ready."}]
     assert EMAIL not in json.dumps(upstream)
+
+
+async def test_card_in_client_notifications_never_reaches_the_upstream(
+        analyzer: Analyzer, rules: PIIRules, ring: KeyRing, tmp_path: Path) -> None:
+    """Issue 12 item 16, on the wire: raw WebSocket frames through guard to the recording demo server."""
+    from websockets.asyncio.client import connect
+
+    card = "4111 1111 1111 1111"
+    stage = PIIStage(Protector(analyzer, rules, ring, "e2e"), timeout=10)
+    record = tmp_path / "upstream.jsonl"
+    frames = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized", "params": {"_meta": {"note": f"card {card}"}}},
+        {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 9, "reason": f"wrong {card}"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "ping"},
+    ]
+    async with running_runtime(runtime_with(stage, record)) as base:
+        async with connect(f"{base}/mcp/demo", subprotocols=["mcp"]) as ws:  # type: ignore[list-item]
+            await ws.send(json.dumps(frames[0]))
+            assert json.loads(await ws.recv())["id"] == 1
+            for frame in frames[1:]:
+                await ws.send(json.dumps(frame))
+            answer = json.loads(await ws.recv())
+            assert answer["id"] == 2 and "result" in answer  # the session goes on; notifications get no answer
+    await stage.aclose()
+    received = record.read_text()
+    assert '"ping"' in received
+    assert "4111" not in received and "notifications/cancelled" not in received

@@ -224,3 +224,52 @@ def test_context_scoring_always_runs_with_pipeline_components() -> None:
     assert not analyzer._context_shortcut
     text = "Alice Johnson: ORD-2024-000981"
     assert sorted(map(result_key, analyzer.analyze(text))) == sorted(map(result_key, analyzer.analyze_naive(text)))
+
+
+def _config(rec: Any) -> dict[str, Any]:
+    return {
+        "entities": list(rec.supported_entities),
+        "language": rec.supported_language,
+        "flags": getattr(rec, "global_regex_flags", None),
+        "patterns": [(p.name, p.regex, p.score) for p in getattr(rec, "patterns", [])],
+        "context": list(rec.context or []),
+        "deny_list": list(getattr(rec, "deny_list", None) or []),
+        "replacement_pairs": getattr(rec, "replacement_pairs", None),
+        "regions": getattr(rec, "supported_regions", None),
+        "leniency": getattr(rec, "leniency", None),
+    }
+
+
+def test_every_recognizer_is_configured_like_a_registry_built_presidio() -> None:
+    """The IBAN case flags defect: guard built ``IbanRecognizer()`` itself (case-sensitive).
+
+    The reference here is a plain ``AnalyzerEngine()`` built by Presidio's own registry in
+    this test, sharing no instance with guard's analyzer; guard's e-mail and phone
+    recognizers are subclasses and must carry the stock configuration.
+    """
+    from presidio_analyzer import AnalyzerEngine
+    from presidio_analyzer.predefined_recognizers import AbaRoutingRecognizer
+
+    stock_engine = AnalyzerEngine(nlp_engine=Analyzer(entities=["EMAIL_ADDRESS"]).nlp_engine)
+    stock = {type(r).__name__: r for r in stock_engine.registry.recognizers}
+    stock.setdefault("AbaRoutingRecognizer", AbaRoutingRecognizer())  # disabled in Presidio's default config
+    guard = Analyzer()
+    assert not {id(r) for r in guard.recognizers} & {id(r) for r in stock.values()}
+    aliases = {"OfflineEmailRecognizer": "EmailRecognizer", "PrunedPhoneRecognizer": "PhoneRecognizer"}
+    compared = set()
+    for rec in guard.recognizers:
+        name = aliases.get(type(rec).__name__, type(rec).__name__)
+        assert name in stock, name
+        assert _config(rec) == _config(stock[name]), name
+        compared.add(name)
+    assert {"IbanRecognizer", "CreditCardRecognizer", "EmailRecognizer", "PhoneRecognizer"} <= compared
+
+
+def test_lowercase_iban_is_found_like_presidio_finds_it(full_analyzer: Analyzer) -> None:
+    from presidio_analyzer import AnalyzerEngine
+
+    text = "payout to gb82 west 1234 5698 7654 32 please"
+    stock = AnalyzerEngine(nlp_engine=full_analyzer.nlp_engine).analyze(text, language="en", entities=["IBAN_CODE"])
+    assert [(r.start, r.end) for r in stock] == [(10, 37)]
+    assert [(r.entity_type, r.start, r.end) for r in full_analyzer.analyze(text) if r.entity_type == "IBAN_CODE"] == \
+        [("IBAN_CODE", 10, 37)]

@@ -15,7 +15,7 @@ import pytest
 
 from guard.pii.analysis import analyze_items, context_words
 from guard.pii.engine import Analyzer
-from guard.pii.pool import AnalyzerSpec, PIIUnavailable, ProcessAnalysis
+from guard.pii.pool import WORKER_ENVIRONMENT, AnalyzerSpec, PIIUnavailable, ProcessAnalysis
 from guard.pii.rules import PIIRules
 from tests.pii.conftest import ROOT
 
@@ -267,3 +267,20 @@ async def test_a_large_message_is_split_over_idle_workers_in_order(pool: Process
     assert [w.requests - b for w, b in zip(pool._live, before, strict=True)] == [1, 1]  # one part each
     small = await pool.analyze(ITEMS, time.monotonic() + 10)  # below split_cost: one worker
     assert small == found[:3] and sum(w.requests for w in pool._live) == sum(before) + 3
+
+
+async def test_analyzer_processes_do_not_inherit_key_ring_variables(rules: PIIRules,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers get a minimal environment: a key ring in guard's environment never reaches them."""
+    monkeypatch.setenv("GUARD_PII_KEYRING", '{"primary": "k1", "keys": {"k1": "c2VjcmV0"}}')
+    monkeypatch.setenv("GUARD_UPSTREAM_TOKEN", "secret-token")
+    analysis = ProcessAnalysis(AnalyzerSpec.for_rules(rules), workers=1, max_pending=4)
+    await analysis.start()
+    try:
+        environ = Path(f"/proc/{analysis.pids()[0]}/environ").read_bytes().split(b"\0")
+        names = {entry.split(b"=", 1)[0].decode() for entry in environ if entry}
+        assert "GUARD_PII_KEYRING" not in names and "GUARD_UPSTREAM_TOKEN" not in names
+        assert names <= {*WORKER_ENVIRONMENT}
+        assert (await analysis.analyze(ITEMS, time.monotonic() + 30))[0]
+    finally:
+        await analysis.aclose()

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -19,10 +20,12 @@ import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from guard.crypto.aead import KeyRing
 from guard.jsonrpc import Kind
 from guard.pii.engine import _FLAGS, TRIGGERS, Analyzer, result_key
 from guard.pii.protect import Protector
-from guard.pii.walker import transform
+from guard.pii.rules import PIIRules
+from guard.pii.walker import Leaf, transform
 from tests.pii.machine_data import machine_text
 
 SNIPPETS = [
@@ -84,9 +87,11 @@ def test_fast_analyzer_equals_plain_presidio(full_analyzer: Analyzer, text: str,
     assert fast == naive
 
 
-KEYS = ["email", "phone", "notes", "card_number", "ssn", "id", "name", "body", "ip", "x y"]
+KEYS = ["email", "phone", "notes", "card_number", "ssn", "id", "name", "body", "ip", "x y", "version",
+        "alice@example.com", "+1 212 555 0187", "order_id"]
 json_values = st.recursive(
-    st.one_of(text_strategy, st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False)),
+    st.one_of(text_strategy, st.integers(), st.integers(10**5, 10**17), st.booleans(), st.none(),
+              st.floats(allow_nan=False, allow_infinity=False)),
     lambda children: st.one_of(
         st.lists(children, max_size=4),
         st.dictionaries(st.sampled_from(KEYS), children, max_size=4),
@@ -96,28 +101,59 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=60, deadline=None,
+def _with_threshold(rules: PIIRules, threshold: float | None) -> PIIRules:
+    """The shipped rules, or with every entity type's threshold set to ``threshold``."""
+    if threshold is None:
+        return rules
+    entities = {e: dataclasses.replace(p, threshold=threshold) for e, p in rules.entities.items()}
+    return dataclasses.replace(rules, entities=entities, _cache={})
+
+
+def _leaves(payload: dict[str, Any]) -> list[Leaf]:
+    leaves: list[Leaf] = []
+
+    def collect(leaf: Leaf) -> None:
+        leaves.append(leaf)
+
+    transform(payload, Kind.RESULT, "tools/call", True, collect)
+    return leaves
+
+
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(json_values)
-def test_guard_findings_cover_plain_presidio_on_every_leaf(protector: Protector, doc: Any) -> None:
+@given(json_values, st.sampled_from([None, 0.0, 0.3, 0.5]))
+def test_guard_findings_cover_plain_presidio_on_every_leaf(analyzer: Analyzer, rules: PIIRules, doc: Any,
+                                                          threshold: float | None) -> None:
+    """Per leaf (string, key or number), every plain ``AnalyzerEngine.analyze`` result at or above the
+    rule's threshold is covered by a guard finding, at the shipped thresholds and at lower ones."""
+    protector = Protector(analyzer, _with_threshold(rules, threshold), KeyRing("k1", {"k1": bytes(32)}), "d")
     payload = {"jsonrpc": "2.0", "id": 1, "result": {
         "content": [{"type": "text", "text": json.dumps(doc)}], "structuredContent": {"data": doc}}}
     scan = protector.scan(payload, Kind.RESULT, "tools/call", True, "demo", "t")
-    leaves: list[tuple[str, str]] = []
-
-    def collect(text: str, path: str) -> str:
-        leaves.append((text, path))
-        return text
-
-    transform(payload, Kind.RESULT, "tools/call", True, collect)
+    leaves = _leaves(payload)
     assert scan.leaf_count == len(leaves)
-    rules = protector.rules
-    for index, (text, _path) in enumerate(leaves):
+    for index, leaf in enumerate(leaves):
         spans = scan.leaves[index].spans if index in scan.leaves else []
-        for r in protector.analyzer.analyze_naive(text):
-            if r.score < rules.resolve(r.entity_type, "demo", "t").threshold:
+        for r in analyzer.analyze_naive(leaf.text):
+            if r.score < protector.rules.resolve(r.entity_type, "demo", "t").threshold:
                 continue
-            assert any(s.start < r.end and r.start < s.end for s in spans), (text, r)
+            assert any(s.start < r.end and r.start < s.end for s in spans), (leaf.text, r)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(json_values)
+def test_output_is_valid_json_of_the_same_shape(protector: Protector, doc: Any) -> None:
+    from tests.pii.corpus import same_shape
+
+    payload = {"jsonrpc": "2.0", "id": 1, "result": {
+        "content": [{"type": "text", "text": json.dumps(doc)}, {"type": "text", "text": str(doc)}],
+        "structuredContent": {"data": doc}}}
+    outcome = protector.protect(payload, Kind.RESULT, "tools/call", True, "demo", "t")
+    out = outcome.payload or payload
+    assert same_shape(payload, json.loads(json.dumps(out, allow_nan=False)))
+    text = out["result"]["content"][0]["text"]
+    assert json.loads(text) is not None or text == "null"
 
 
 short_numbers = st.text(alphabet="0123456789+-() .\u0661\uff11x#", max_size=12).flatmap(

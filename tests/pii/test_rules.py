@@ -25,7 +25,9 @@ def test_shipped_rules_parse_cleanly(rules) -> None:  # type: ignore[no-untyped-
     email = rules.resolve("EMAIL_ADDRESS", "other", "t")
     assert email.to_client.kind == "tokenize" and email.to_server.kind == "allow"
     assert rules.resolve("CREDIT_CARD", "x", None).to_server.kind == "block"
-    assert rules.resolve("PHONE_NUMBER", "x", None).threshold == 0.4
+    assert rules.resolve("PHONE_NUMBER", "x", None).threshold == 0.8
+    assert rules.resolve("PHONE_NUMBER", "x", None).protect_validated
+    assert rules.context["DATE_TIME"] == ("birth", "born", "dob", "birthday", "birthdate")
     assert rules.resolve("UNLISTED", "x", None).to_client.kind == "allow"
     assert rules.uses_keys()
     assert "EMPLOYEE_ID" in (rules.detected_entities() or ())
@@ -117,3 +119,54 @@ def test_config_problems_are_reported_together(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse(_base(tmp_path, {"rules": str(RULES_FILE), "keyring_file": str(bad_ring)}))
     assert "at least 32 bytes" in "\n".join(info.value.problems)
+
+
+def test_every_entity_type_guard_detects_is_on_in_the_shipped_rules(rules) -> None:  # type: ignore[no-untyped-def]
+    from guard.pii.engine import Analyzer
+
+    shipped = rules.detected_entities() or frozenset()
+    not_personal = {"URL", "UUID"}  # not personal data by themselves; what they hold is found by its own type
+    assert set(Analyzer(entities=None).entities) - not_personal <= shipped
+    for entity in shipped:
+        assert not rules.resolve(entity, "any", None).to_client.is_allow, entity
+
+
+def test_protect_validated_and_context_parse() -> None:
+    rules, problems = rules_from({"defaults": {"protect_validated": False},
+                                  "entities": {"PHONE_NUMBER": {"protect_validated": True, "context": ["Tel"]}},
+                                  "overrides": [{"tool": "t", "entity": "PHONE_NUMBER", "protect_validated": False}]})
+    assert not problems
+    assert not rules.resolve("EMAIL_ADDRESS", "s", None).protect_validated
+    assert rules.resolve("PHONE_NUMBER", "s", None).protect_validated
+    assert not rules.resolve("PHONE_NUMBER", "s", "t").protect_validated
+    assert rules.context == {"PHONE_NUMBER": ("tel",)}
+    _, problems = rules_from({"entities": {"PHONE_NUMBER": {"context": []}}})
+    assert problems
+
+
+def test_check_config_warns_when_a_threshold_lets_validated_values_through() -> None:
+    rules, problems = rules_from({"entities": {
+        "PHONE_NUMBER": {"protect_validated": False, "threshold": 0.5},
+        "US_SSN": {"protect_validated": False, "threshold": 0.5},
+        "IP_ADDRESS": {"threshold": 0.9}}})
+    assert not problems
+    warnings = rules.warnings()
+    assert len(warnings) == 1 and "PHONE_NUMBER" in warnings[0] and "0.4" in warnings[0]
+
+
+def test_shipped_rules_have_no_warnings(rules) -> None:  # type: ignore[no-untyped-def]
+    assert rules.warnings() == []
+
+
+def test_check_config_prints_the_warnings(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    (tmp_path / "pii.toml").write_text('[entities.PHONE_NUMBER]\nprotect_validated = false\nthreshold = 0.6\n')
+    (tmp_path / "guard.toml").write_text(
+        '[upstreams.demo]\ncommand = "true"\n[auth]\nanonymous_servers = ["demo"]\n[pii]\nrules = "pii.toml"\n'
+        'workers = 0\n')
+    out = subprocess.run([sys.executable, "-m", "guard.cli", "check-config", str(tmp_path / "guard.toml")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "warning: pii.rules.entities.PHONE_NUMBER: threshold 0.6 with protect_validated = false" in out.stdout

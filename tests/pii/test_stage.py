@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 
 from guard import configtools as ct
-from guard.context import Direction, MessageContext, Principal, RequestRecord, SessionInfo
+from guard.context import Direction, MessageContext, Principal, RequestRecord, SessionInfo, Verdict
 from guard.crypto.aead import KeyRing
 from guard.jsonrpc import ErrorCode, Kind, Message
 from guard.pii.engine import Analyzer
@@ -299,3 +300,99 @@ async def test_workers_zero_analyzes_in_a_thread_of_this_process(rules: PIIRules
     verdict = await stage.process(result_ctx(customer()))
     assert verdict.message is not None and EMAIL not in str(verdict.message.payload)
     await stage.aclose()
+
+
+def _notification_ctx(method: str, params: dict[str, Any]) -> MessageContext:
+    session = SessionInfo(id="s1", server="demo", client_addr="127.0.0.1", principal=ALICE)
+    return MessageContext(session=session, direction=Direction.CLIENT_TO_SERVER,
+                          message=Message(Kind.NOTIFICATION, {"jsonrpc": "2.0", "method": method, "params": params}),
+                          method=method)
+
+
+@pytest.mark.parametrize(("method", "params"), [
+    ("notifications/cancelled", {"requestId": 3, "reason": "wrong card 4111 1111 1111 1111"}),
+    ("notifications/initialized", {"_meta": {"note": "card 4111-1111-1111-1111"}}),
+    ("notifications/roots/list_changed", {"hint": "4111111111111111"}),
+])
+async def test_blocked_card_in_a_client_notification_does_not_reach_upstream(
+        stage: PIIStage, method: str, params: dict[str, Any]) -> None:
+    """Issue 12 item 16: ``to_server = "block"`` applies to every client -> server message."""
+    ctx = _notification_ctx(method, params)
+    verdict = await stage.process(ctx)
+    assert verdict.rejected and verdict.code == ErrorCode.PII_BLOCKED
+    assert [f.entity_type for f in ctx.findings] == ["CREDIT_CARD"]
+
+
+def _deep(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+async def test_deeply_nested_result_is_rejected_even_on_a_fail_open_server(protector: Protector) -> None:
+    """Issue 12 item 15: input the walker cannot handle is never passed, whatever ``fail_open`` says."""
+    stage = PIIStage(protector, fail_open=frozenset({"demo"}), timeout=5)
+    ctx = result_ctx({"content": [], "structuredContent": _deep(400)})
+    verdict = await stage.process(ctx)
+    assert verdict.rejected and verdict.code == ErrorCode.PII_BLOCKED
+    assert verdict.data == {"reason": "pii_too_deep"} and ctx.fail_open == []
+    ok = await stage.process(result_ctx({"content": [], "structuredContent": _deep(50)}))
+    assert not ok.rejected
+
+
+def _read_ctx(uri: str, verdict: Verdict | None = None) -> MessageContext:
+    session = SessionInfo(id="s1", server="demo", client_addr="127.0.0.1", principal=ALICE)
+    payload = {"jsonrpc": "2.0", "id": 4, "method": "resources/read", "params": {"uri": uri}}
+    ctx = MessageContext(session=session, direction=Direction.CLIENT_TO_SERVER, message=Message(Kind.REQUEST, payload),
+                         method="resources/read", target=uri)
+    if verdict is not None:
+        ctx.verdict = verdict
+    return ctx
+
+
+async def test_resource_uri_with_pii_is_protected_in_the_audit_target(stage: PIIStage) -> None:
+    uri = f"crm://customers/{EMAIL}/orders"
+    ctx = _read_ctx(uri)
+    verdict = await stage.process(ctx)
+    assert not verdict.rejected
+    assert ctx.audit_target is not None and EMAIL not in ctx.audit_target
+    assert ctx.audit_target.startswith("crm://customers/<pii:EMAIL_ADDRESS:k1:")
+    assert ctx.target == uri  # authorization and correlation keep the real target
+    from guard.audit.schema import message_record
+
+    record = message_record(ctx, now=0.0, perf=0.0, event_id="e1")
+    assert EMAIL not in json.dumps(record) and record["guard"]["target"]["name"] == ctx.audit_target
+    # A request another stage denied is not scanned, but its audit target still is protected.
+    denied = _read_ctx(uri, Verdict.reject(ErrorCode.POLICY_DENIED, "denied"))
+    assert (await stage.process(denied)).rejected is False  # the stage does not change the verdict
+    assert denied.audit_target is not None and EMAIL not in denied.audit_target and not denied.findings
+
+
+async def test_audit_target_is_withheld_when_analysis_fails(rules: PIIRules, ring: KeyRing) -> None:
+    stage = PIIStage(_protector_with(ExplodingAnalyzer(), rules, ring), fail_open=frozenset({"demo"}))
+    ctx = _read_ctx(f"crm://customers/{EMAIL}")
+    assert not (await stage.process(ctx)).rejected and ctx.fail_open == ["pii"]
+    assert ctx.audit_target is not None and EMAIL not in ctx.audit_target
+
+
+async def test_structured_content_and_its_text_copy_are_protected_alike(stage: PIIStage) -> None:
+    doc = customer()["structuredContent"]
+    ctx = result_ctx({"content": [{"type": "text", "text": json.dumps(doc)}], "structuredContent": doc})
+    verdict = await stage.process(ctx)
+    assert verdict.message is not None
+    result = verdict.message.payload["result"]
+    assert json.loads(result["content"][0]["text"]) == result["structuredContent"]  # encrypt included
+    assert result["structuredContent"]["customers"][0]["iban"].startswith("<pii:IBAN_CODE:k1:")
+
+
+async def test_value_split_over_two_text_blocks_is_masked_in_place(stage: PIIStage) -> None:
+    ctx = result_ctx({"content": [{"type": "text", "text": "Call +1 (212) 555-"},
+                                  {"type": "text", "text": "0187 today, card 4111 1111 "},
+                                  {"type": "text", "text": "1111 1111 please"}]})
+    verdict = await stage.process(ctx)
+    assert verdict.message is not None
+    texts = [b["text"] for b in verdict.message.payload["result"]["content"]]
+    assert texts[0] == "Call +* (***) ***-" and texts[1].startswith("0187 today, card **** **** ")
+    assert texts[2] == "**** 1111 please"
+    assert {f.entity_type for f in ctx.findings} == {"PHONE_NUMBER", "CREDIT_CARD"}

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 
 from guard.jsonrpc import Kind
-from guard.pii.walker import transform
+from guard.pii.walker import MAX_DEPTH, Leaf, Unscannable, transform
 
 V = "v@example.com"
 
 
-def run(payload: dict[str, Any], kind: Kind, method: str | None, to_client: bool,
+def run(payload: dict[str, Any], kind: Kind = Kind.RESULT, method: str | None = "tools/call", to_client: bool = True,
         scan_blobs: bool = False) -> tuple[dict[str, Any], list[str]]:
     seen: list[str] = []
 
-    def visit(text: str, path: str) -> str:
-        seen.append(path)
-        return text.replace(V, "X") if V in text else text
+    def visit(leaf: Leaf) -> str | None:
+        seen.append(leaf.path)
+        return leaf.text.replace(V, "X") if V in leaf.text else None
 
     return transform(payload, kind, method, to_client, visit, scan_blobs), seen
 
@@ -146,48 +146,136 @@ def test_every_user_data_position_is_visited_and_rewritten(
 
 
 def test_structural_fields_are_never_visited() -> None:
-    payload = res({
-        "_meta": {"note": V},
-        "content": [
-            {"type": "text", "text": "ok", "annotations": {"audience": [V]}, "_meta": {"x": V}},
-            {"type": "image", "data": base64.b64encode(V.encode()).decode(), "mimeType": "image/png"},
-            {"type": "resource", "resource": {"uri": "r://1", "blob": base64.b64encode(V.encode()).decode()}},
-        ],
-        "structuredContent": {"count": 3, "ok": True, "none": None, "_meta": {"x": V}, V: "key is kept"},
-        "isError": False,
-    })
-    out, seen = run(payload, Kind.RESULT, "tools/call", True)
+    payload = {"jsonrpc": "2.0", "id": V, "result": {
+        "_meta": {"io.modelcontextprotocol/protocolVersion": V, "progressToken": V},
+        "resultType": V, "requestState": V, "nextCursor": V, "protocolVersion": V,
+        "content": [{"type": "text", "mimeType": V, "text": "ok", "annotations": {"audience": [V], "priority": 1}}],
+        "isError": False}}
+    out, seen = run(payload)
     assert out is payload
-    assert seen == ["$.result.content[0].text", "$.result.content[2].resource.uri",
-                    '$.result.structuredContent["v@example.com"]']
+    assert seen == ["$.result.content[0].text"]
 
 
-def test_request_state_ids_and_meta_untouched() -> None:
-    payload = req("tools/call", {"name": V, "requestState": V, "_meta": {"io.modelcontextprotocol/protocolVersion": V},
-                                 "arguments": {"n": 5, "b": True, "_meta": V}})
+def test_same_names_inside_user_data_are_scanned() -> None:
+    args = {"type": V, "id": V, "method": V, "version": V, "_meta": {"x": V}}
+    out, seen = run(req("tools/call", {"name": "t", "arguments": args}), Kind.REQUEST, "tools/call", False)
+    assert V not in json.dumps(out)
+    assert {"$.params.arguments.type", "$.params.arguments.id", "$.params.arguments._meta.x"} <= set(seen)
+
+
+def test_request_state_ids_and_protocol_meta_untouched() -> None:
+    payload = req("tools/call", {"name": "lookup", "requestState": V,
+                                 "_meta": {"io.modelcontextprotocol/protocolVersion": V, "progressToken": V},
+                                 "arguments": {"n": 5, "b": True}})
     payload["id"] = V
     out, seen = run(payload, Kind.REQUEST, "tools/call", False)
-    assert out is payload and seen == []
+    assert out is payload and seen == ["$.params.name"]
 
 
-def test_blobs_scanned_only_when_rules_say_so() -> None:
-    blob = base64.b64encode(f"to: {V}".encode()).decode()
-    payload = res({"contents": [{"uri": "r://1", "blob": blob}]})
-    out, _ = run(payload, Kind.RESULT, "resources/read", True)
-    assert out is payload
-    out, seen = run(payload, Kind.RESULT, "resources/read", True, scan_blobs=True)
-    assert seen == ["$.result.contents[0].uri", "$.result.contents[0].blob<base64>"]
-    assert base64.b64decode(out["result"]["contents"][0]["blob"]) == b"to: X"
+LISTS = [
+    ("tools/list", {"tools": [{"name": "t", "description": V, "inputSchema": {"type": "object", "properties": {
+        "to": {"type": "string", "default": V, "examples": [V], "description": V}}}}]},
+     ["$.result.tools[0].description", "$.result.tools[0].inputSchema.properties.to.default",
+      "$.result.tools[0].inputSchema.properties.to.examples[0]"]),
+    ("resources/list", {"resources": [{"uri": f"crm://{V}", "name": V, "description": V}]},
+     ["$.result.resources[0].uri", "$.result.resources[0].name", "$.result.resources[0].description"]),
+    ("resources/templates/list", {"resourceTemplates": [{"uriTemplate": "crm://{id}", "name": "c", "description": V}]},
+     ["$.result.resourceTemplates[0].description"]),
+    ("prompts/list", {"prompts": [{"name": "p", "description": V, "arguments": [{"name": "a", "description": V}]}]},
+     ["$.result.prompts[0].description", "$.result.prompts[0].arguments[0].description"]),
+    ("initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "serverInfo": {"name": "s", "version": "1"},
+                    "instructions": V}, ["$.result.instructions"]),
+    ("server/discover", {"supportedVersions": ["2026-07-28"], "instructions": V}, ["$.result.instructions"]),
+]
 
 
-def test_methods_without_user_data_are_skipped() -> None:
-    for method in ("tools/list", "initialize", "ping", "server/discover", "logging/setLevel"):
-        payload = res({"tools": [{"name": "t", "description": V}]})
-        out, seen = run(payload, Kind.RESULT, method, True)
-        assert out is payload and seen == []
-    out, seen = run(note("notifications/cancelled", {"requestId": 1, "reason": V}), Kind.NOTIFICATION,
-                    "notifications/cancelled", True)
-    assert seen == []
+@pytest.mark.parametrize(("method", "result", "paths"), LISTS, ids=[x[0] for x in LISTS])
+def test_lists_and_initialize_results_are_protected(method: str, result: dict[str, Any], paths: list[str]) -> None:
+    out, seen = run(res(result), Kind.RESULT, method, True)
+    assert set(paths) <= set(seen)
+    assert V not in json.dumps(out)
+
+
+def test_schema_is_protected_in_place() -> None:
+    schema = {"type": "object", "properties": {V: {"type": "string", "pattern": V, "default": V}},
+              "required": [V]}
+    out, _ = run(res({"tools": [{"name": "t", "inputSchema": schema}]}), Kind.RESULT, "tools/list", True)
+    new = out["result"]["tools"][0]["inputSchema"]
+    assert list(new["properties"]) == [V] and new["required"] == [V]  # the tool's interface is unchanged
+    assert new["properties"][V] == {"type": "string", "pattern": V, "default": "X"}
+
+
+def test_unknown_keys_keys_numbers_and_notifications_are_candidates() -> None:
+    result = {"content": [{"type": "text", "text": "ok", "note": V}], "summary": V,
+              "structuredContent": {V: {"card": 4111111111111111, "small": 12345}}}
+    seen_leaves: list[Leaf] = []
+
+    def visit(leaf: Leaf) -> str | None:
+        seen_leaves.append(leaf)
+        return "X" if V in leaf.text or leaf.text == "4111111111111111" else None
+
+    out = transform(res(result), Kind.RESULT, "tools/call", True, visit)
+    kinds = {(leaf.kind, leaf.path) for leaf in seen_leaves}
+    assert ("text", "$.result.content[0].note") in kinds and ("text", "$.result.summary") in kinds
+    assert ("key", "$.result.structuredContent{0}<key>") in kinds
+    assert ("number", "$.result.structuredContent{0}.card") in kinds
+    assert not any(leaf.text == "12345" for leaf in seen_leaves)
+    assert out["result"]["structuredContent"] == {"X": {"card": "X", "small": 12345}}
+    _, seen = run(note("notifications/cancelled", {"requestId": 1, "reason": V}), Kind.NOTIFICATION,
+                  "notifications/cancelled", True)
+    assert seen == ["$.params.reason"]
+
+
+def test_protected_keys_stay_distinct() -> None:
+    def visit(leaf: Leaf) -> str | None:
+        return "[REDACTED]" if leaf.kind == "key" else None
+
+    out = transform(res({"structuredContent": {"a@x.example": 1, "b@x.example": 2}}), Kind.RESULT, "tools/call",
+                    True, visit)
+    assert out["result"]["structuredContent"] == {"[REDACTED]": 1, "[REDACTED]~2": 2}
+
+
+def test_duplicate_keys_in_embedded_json_are_all_scanned() -> None:
+    text = '{"email": "' + V + '", "email": "hidden"}'
+    out, seen = run(res({"content": [{"type": "text", "text": text}]}))
+    assert seen.count("$.result.content[0].text<json>.email") == 2
+    assert out["result"]["content"][0]["text"] == '{"email": "X", "email": "hidden"}'
+
+
+def test_base64_runs_inside_strings_are_scanned_and_reencoded() -> None:
+    blob = base64.b64encode(f"Contact: {V}".encode()).decode()
+    out, seen = run(res({"content": [{"type": "text", "text": f"attachment {blob} end"}]}))
+    assert "$.result.content[0].text<base64>" in seen
+    new = out["result"]["content"][0]["text"]
+    assert new.startswith("attachment ") and new.endswith(" end")
+    assert base64.b64decode(new.split()[1]).decode() == "Contact: X"
+
+
+def test_adjacent_text_blocks_share_a_group() -> None:
+    groups: list[int | None] = []
+
+    def visit(leaf: Leaf) -> str | None:
+        groups.append(leaf.block)
+        return None
+
+    transform(res({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"},
+                               {"type": "image", "data": "x", "mimeType": "image/png"}]}),
+              Kind.RESULT, "tools/call", True, visit)
+    assert groups == [0, 0]
+
+
+def test_too_deep_input_is_unscannable() -> None:
+    deep: Any = V
+    for _ in range(MAX_DEPTH + 5):
+        deep = [deep]
+    with pytest.raises(Unscannable) as err:
+        run(res({"structuredContent": {"x": deep}}))
+    assert err.value.reason == "pii_too_deep"
+    text = json.dumps({"a": "b"})
+    for _ in range(6):  # JSON in JSON in ...: deeper levels are analysed as text, not rejected
+        text = json.dumps({"payload": text})
+    _, seen = run(res({"content": [{"type": "text", "text": text}]}))
+    assert seen
 
 
 def test_embedded_json_reserialized_in_similar_style() -> None:
@@ -209,7 +297,6 @@ def test_unchanged_embedded_json_keeps_original_text() -> None:
 
 
 def test_text_that_only_looks_like_json_is_plain_text() -> None:
-    out, seen = run(res({"content": [{"type": "text", "text": "{not json " + V + "}"}]}), Kind.RESULT,
-                    "tools/call", True)
+    out, seen = run(res({"content": [{"type": "text", "text": "{not json " + V + "}"}]}))
     assert seen == ["$.result.content[0].text"]
     assert out["result"]["content"][0]["text"] == "{not json X}"
