@@ -26,7 +26,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket
@@ -39,6 +39,7 @@ from guard.relay import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
+    ClientConnection,
     Relay,
     RelayLimits,
     close_reason,
@@ -46,7 +47,7 @@ from guard.relay import (
 from guard.runtime import Runtime
 from guard.session import Session
 from guard.tls import TLSWebSocketProtocol, client_cert_subject, server_ssl_context
-from guard.transports.base import create_upstream, probe_tcp
+from guard.transports.base import Upstream, create_upstream, probe_tcp
 from guard.transports.downstream import StarletteClient
 from guard.transports.handshake import protocol_with_deadline
 
@@ -138,47 +139,75 @@ class GuardApp:
 
     async def _serve_session(self, websocket: WebSocket, name: str, addr: str, principal: Principal,
                              key: str) -> None:
-        runtime = self.runtime
-        settings = runtime.settings
-        upstream_settings = settings.upstreams[name]
-        breaker = runtime.breakers.get(name)
+        settings = self.runtime.settings
+        breaker = self.runtime.breakers.get(name)
         if breaker is not None and not breaker.allow():
             await _deny(websocket, 503, "upstream temporarily unavailable (circuit open)", {"Retry-After": "5"})
             return
         info = SessionInfo(id=secrets.token_urlsafe(16), server=name, client_addr=addr, principal=principal)
-        upstream = create_upstream(upstream_settings, info.id, settings.server.max_message_bytes)
+        upstream = create_upstream(settings.upstreams[name], info.id, settings.server.max_message_bytes)
         await websocket.accept(subprotocol=SUBPROTOCOL)
+        try:
+            await self.start_upstream(info, upstream)
+        except UpstreamUnavailable as exc:
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, close_reason(f"upstream unavailable: {exc}"))
+            return
+        relay = self.new_relay(info, upstream, StarletteClient(websocket), key)
+        await self.run_relay(relay, info, upstream)
+
+    async def start_upstream(self, info: SessionInfo, upstream: Upstream) -> None:
+        """Start a session's upstream and announce the session (``connect`` event).
+
+        On failure the breaker counts it, the session is recorded as closed
+        (``upstream_unavailable``), the upstream released, and
+        :class:`~guard.errors.UpstreamUnavailable` re-raised for the transport to answer.
+        """
+        breaker = self.runtime.breakers.get(info.server)
         try:
             await upstream.start()
         except UpstreamUnavailable as exc:
             if breaker is not None:
                 breaker.failure()
-            log.warning("session %s: upstream %s unavailable: %s", info.id, name, exc)
-            await websocket.close(CLOSE_TRY_AGAIN_LATER, close_reason(f"upstream unavailable: {exc}"))
-            await runtime.pipeline.emit(Event(EventKind.CLOSE, server=name, session=info, client_addr=addr,
-                                              code=CLOSE_TRY_AGAIN_LATER, reason="upstream_unavailable"))
+            log.warning("session %s: upstream %s unavailable: %s", info.id, info.server, exc)
+            await self.runtime.pipeline.emit(Event(EventKind.CLOSE, server=info.server, session=info,
+                                                   client_addr=info.client_addr, code=CLOSE_TRY_AGAIN_LATER,
+                                                   reason="upstream_unavailable"))
             await upstream.aclose()
-            return
-        await runtime.pipeline.emit(Event(EventKind.CONNECT, server=name, session=info, client_addr=addr))
+            raise
+        await self.runtime.pipeline.emit(Event(EventKind.CONNECT, server=info.server, session=info,
+                                               client_addr=info.client_addr))
+
+    def new_relay(self, info: SessionInfo, upstream: Upstream, client: ClientConnection, key: str) -> Relay:
+        """A relay for one session with the configured limits; every downstream transport builds it here."""
+        settings = self.runtime.settings
         server = settings.server
         relay = Relay(
             session=Session(info, server.max_in_flight),
-            pipeline=runtime.pipeline,
-            client=StarletteClient(websocket),
+            pipeline=self.runtime.pipeline,
+            client=client,
             upstream=upstream,
             limits=RelayLimits(
                 max_message_bytes=server.max_message_bytes,
                 outbound_queue=server.outbound_queue,
-                call_timeout=upstream_settings.call_timeout,
+                call_timeout=settings.upstreams[info.server].call_timeout,
                 idle_timeout=server.idle_timeout,
-                rate_limiter=runtime.rate_limiter,
-                breaker=breaker,
+                rate_limiter=self.runtime.rate_limiter,
+                breaker=self.runtime.breakers.get(info.server),
                 principal_key=key,
             ),
         )
         relay.draining = self.draining
+        return relay
+
+    async def run_relay(self, relay: Relay, info: SessionInfo, upstream: Upstream, *,
+                        close_at_expiry: bool = True) -> tuple[int, str]:
+        """Run a session to its end: drain registration, token-expiry close, upstream release, ``close`` event.
+
+        ``close_at_expiry`` schedules the proactive close of a silent session when the
+        handshake token expires (WebSocket); HTTP sessions re-authenticate every request.
+        """
         self.active.add(relay)
-        expiry = self._schedule_expiry(relay, principal)
+        expiry = self._schedule_expiry(relay, info.principal) if close_at_expiry else None
         code, reason = 1000, "closed"
         try:
             code, reason = await relay.run()
@@ -187,8 +216,9 @@ class GuardApp:
                 expiry.cancel()
             self.active.discard(relay)
             await upstream.aclose()
-            await runtime.pipeline.emit(Event(EventKind.CLOSE, server=name, session=info, client_addr=addr,
-                                              code=code, reason=reason))
+            await self.runtime.pipeline.emit(Event(EventKind.CLOSE, server=info.server, session=info,
+                                                   client_addr=info.client_addr, code=code, reason=reason))
+        return code, reason
 
     def _schedule_expiry(self, relay: Relay, principal: Principal) -> asyncio.TimerHandle | None:
         """Close an idle session (1008) shortly after its token expires.
@@ -238,10 +268,10 @@ async def upstream_reachable(settings: UpstreamSettings) -> tuple[bool, str]:
     return True, "reachable"
 
 
-def principal_key(principal: Principal, websocket: WebSocket) -> str:
+def principal_key(principal: Principal, connection: HTTPConnection) -> str:
     """What rate limits and connection caps count by: the subject, or the client host if anonymous."""
     if principal.anonymous:
-        host = websocket.client.host if websocket.client is not None else "unknown"
+        host = connection.client.host if connection.client is not None else "unknown"
         return f"anonymous@{host}"
     return f"{principal.issuer or ''}|{principal.subject}"
 
