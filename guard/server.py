@@ -2,10 +2,14 @@
 
 Endpoints:
 
-* ``/mcp/{name}`` — WebSocket, subprotocol ``mcp``, one JSON-RPC message per text
-  frame, one endpoint per configured upstream. Refusals happen *before* the upgrade
-  with an HTTP status and a plain-text reason (ASGI WebSocket Denial Response):
-  unknown upstream 404, subprotocol ``mcp`` not offered 400, authentication 401/403.
+* ``/mcp/{name}`` — one endpoint per configured upstream, two transports on one path:
+
+  - Streamable HTTP (``POST``/``GET``/``DELETE``, MCP ``basic/transports``, both eras,
+    plus the 2024-11-05 HTTP+SSE transport): :mod:`guard.transports.http_front`;
+  - WebSocket, subprotocol ``mcp``, one JSON-RPC message per text frame. Refusals
+    happen *before* the upgrade with an HTTP status and a plain-text reason (ASGI
+    WebSocket Denial Response): unknown upstream 404, subprotocol ``mcp`` not offered
+    400, authentication 401/403.
 * ``/healthz`` — liveness; ``/readyz`` — readiness.
 """
 
@@ -50,10 +54,13 @@ from guard.tls import TLSWebSocketProtocol, client_cert_subject, server_ssl_cont
 from guard.transports.base import Upstream, create_upstream, probe_tcp
 from guard.transports.downstream import StarletteClient
 from guard.transports.handshake import protocol_with_deadline
+from guard.transports.http_front import HttpFront
 
 log = logging.getLogger("guard.server")
 
 SUBPROTOCOL = "mcp"
+HTTP_METHODS = ["GET", "HEAD", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
+"""Methods routed to the HTTP front door (it answers the unsupported ones with 405 and a reason)."""
 EXPIRY_CLOSE_GRACE = 2.0
 """Seconds after token expiry (plus leeway) at which a silent session is closed with 1008."""
 
@@ -80,6 +87,8 @@ class GuardApp:
         self.active: set[Relay] = set()
         self.draining = False
         self._expiries: set[asyncio.Task[None]] = set()
+        self.http = HttpFront(self)
+        """The Streamable HTTP (and HTTP+SSE) side of ``/mcp/{name}``."""
 
     async def drain(self, deadline: float) -> None:
         """Graceful shutdown: refuse new work, let in-flight requests finish, then close sessions (1001)."""
@@ -285,6 +294,7 @@ def build_app(runtime: Runtime) -> Starlette:
     guard_app = GuardApp(runtime)
     routes: list[BaseRoute] = [
         WebSocketRoute("/mcp/{name}", guard_app.mcp_endpoint),
+        Route("/mcp/{name}", guard_app.http.endpoint, methods=HTTP_METHODS),
         Route("/healthz", guard_app.healthz),
         Route("/readyz", guard_app.readyz),
         *runtime.routes,
