@@ -180,11 +180,15 @@ class HttpFront:
 
     def __init__(self, app: GuardApp) -> None:
         self.app = app
-        opener = Opener(app)
+        self._opener = opener = Opener(app)
         self.sessions = Sessions(opener)
         self.pools = Pools(opener)
         self._tool_headers: dict[str, dict[str, dict[tuple[str, ...], str]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+
+    async def wait_closed(self, timeout: float) -> None:
+        """At shutdown: wait until every HTTP session's upstream is released (children reaped)."""
+        await self._opener.wait_closed(timeout)
 
     async def endpoint(self, request: Request) -> Response:
         name = request.path_params["name"]

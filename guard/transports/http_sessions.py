@@ -145,6 +145,11 @@ class Opener:
         session.task.add_done_callback(self._tasks.discard)
         return session
 
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait (at shutdown, after the relays were told to close) until every session released its upstream."""
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+
 
 class Sessions:
     """Legacy Streamable HTTP and HTTP+SSE sessions by id."""
