@@ -104,6 +104,7 @@ class GuardApp:
         end = time.monotonic() + 5.0
         while self.active and time.monotonic() < end:
             await asyncio.sleep(0.05)
+        await self.http.wait_closed(max(0.0, end - time.monotonic()))
         log.info("drained: %d session(s) closed", len(left))
 
     async def mcp_endpoint(self, websocket: WebSocket) -> None:
