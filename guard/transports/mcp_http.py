@@ -59,7 +59,7 @@ _ERROR_STATUS = {
     UNSUPPORTED_PROTOCOL_VERSION: 400,
     ErrorCode.METHOD_NOT_FOUND: 404,
 }
-_SENTINEL = re.compile(r"=\?base64\?(?P<payload>[A-Za-z0-9+/]*={0,2})\?=")
+_SENTINEL = re.compile(r"=\?base64\?(?P<payload>.*)\?=", re.DOTALL)
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 
