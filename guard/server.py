@@ -129,7 +129,7 @@ class GuardApp:
         if not isinstance(outcome, Principal):
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
                                               code=outcome.status, reason=outcome.reason))
-            await _deny(websocket, outcome.status, _failure_text(outcome.status), dict(outcome.headers))
+            await _deny(websocket, outcome.status, outcome.description, dict(outcome.headers))
             return
         cert_subject = client_cert_subject(websocket.scope)  # verified in the TLS handshake (mTLS)
         if cert_subject is not None:
@@ -284,10 +284,6 @@ def principal_key(principal: Principal, connection: HTTPConnection) -> str:
         host = connection.client.host if connection.client is not None else "unknown"
         return f"anonymous@{host}"
     return f"{principal.issuer or ''}|{principal.subject}"
-
-
-def _failure_text(status: int) -> str:
-    return {401: "authentication required", 403: "forbidden"}.get(status, "refused")
 
 
 def build_app(runtime: Runtime) -> Starlette:

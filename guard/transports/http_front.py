@@ -41,7 +41,6 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from guard import mcp
-from guard.auth import AuthFailure
 from guard.context import Event, EventKind, Principal
 from guard.errors import ProtocolError
 from guard.jsonrpc import ErrorCode, Kind, Message, RequestId, error_response, notification, parse, serialize
@@ -168,13 +167,6 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _describe(failure: AuthFailure) -> str:
-    describe = getattr(failure, "description", None)
-    if isinstance(describe, str):
-        return describe
-    return {401: "authentication required", 403: "forbidden"}.get(failure.status, "refused")
-
-
 class HttpFront:
     """Serves the HTTP methods of ``/mcp/<name>``; one per :class:`~guard.server.GuardApp`."""
 
@@ -228,7 +220,7 @@ class HttpFront:
         if not isinstance(outcome, Principal):
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=_client_addr(request),
                                               code=outcome.status, reason=outcome.reason))
-            refusal = Refusal(outcome.status, ErrorCode.UNAUTHENTICATED, _describe(outcome),
+            refusal = Refusal(outcome.status, ErrorCode.UNAUTHENTICATED, outcome.description,
                               {"reason": outcome.reason})
             return json_error(refusal, headers=dict(outcome.headers))
         cert_subject = client_cert_subject(request.scope)
