@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from guard.runtime import Runtime
 
 # Areas that add their own subcommands through ``register(subparsers)``.
-_AREA_CLIS = ("guard.auth.cli", "guard.policy.cli", "guard.audit.cli", "guard.pii.cli", "guard.certs", "guard.demo.cli")
+_AREA_CLIS = ("guard.auth.cli", "guard.policy.cli", "guard.audit.cli", "guard.pii.cli", "guard.certs", "guard.demo.cli",
+              "guard.connect")
 
 
 def _load_or_report(path: str) -> Settings | None:
