@@ -25,7 +25,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import uvicorn
@@ -341,9 +341,20 @@ class GuardServer(uvicorn.Server):
     which flushes audit. The process then exits 0.
     """
 
-    def __init__(self, config: uvicorn.Config, guard_app: GuardApp) -> None:
+    def __init__(self, config: uvicorn.Config, guard_app: GuardApp,
+                 on_ready: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.guard_app = guard_app
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup (lifespan: analyzers, audit, policy; then listen), then ``on_ready``.
+
+        A banner printed here is true: guard accepts connections when it appears.
+        """
+        await super().startup(sockets)
+        if self.started and not self.should_exit and self.on_ready is not None:
+            self.on_ready()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
@@ -359,8 +370,37 @@ class GuardServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(runtime: Runtime, sockets: list[socket.socket] | None = None) -> None:
-    """Run guard in the foreground until SIGINT/SIGTERM (graceful drain, exit 0)."""
+def serve(runtime: Runtime, sockets: list[socket.socket] | None = None,
+          on_ready: Callable[[], None] | None = None) -> None:
+    """Run guard in the foreground until SIGINT/SIGTERM (graceful drain, exit 0).
+
+    ``on_ready`` runs once guard is listening and every stage has started.
+    """
     app = build_app(runtime)
-    server = GuardServer(uvicorn_config(app, runtime), app.state.guard)
+    server = GuardServer(uvicorn_config(app, runtime), app.state.guard, on_ready)
     server.run(sockets=sockets)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` before anything starts, so "address in use" is one clear error.
+
+    Raises ``OSError`` (``errno.EADDRINUSE`` when the port is taken).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def endpoints(settings: Any, port: int) -> list[str]:
+    """The URL of each upstream's endpoint (HTTP scheme; the same path takes WebSocket upgrades)."""
+    host = settings.server.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+    scheme = "https" if settings.tls.enabled else "http"
+    return [f"{scheme}://{shown}:{port}/mcp/{name}" for name in settings.upstreams]
