@@ -11,15 +11,17 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_demo_direct import MCP1_PYTHON, needs_mcp1, needs_node, run_cli
+from tests.e2e.test_full_stack import EMAIL, stack
 from tests.e2e.test_relay_mcp2 import SCRIPT as DEMO_SCRIPT
 from tests.e2e.test_relay_mcp2 import demo_http_server, stdio_config
 from tests.e2e.test_relay_sdk_clients import EVERYTHING, EVERYTHING_SCRIPT, strip_volatile
 from tests.front.test_sdk2_http import http
-from tests.support.guard_server import running_guard
+from tests.support.guard_server import running_guard, running_runtime
 
 pytestmark = pytest.mark.e2e
 
@@ -68,3 +70,25 @@ async def test_typescript_client_over_http_to_server_everything() -> None:
     assert {"sampling/createMessage", "elicitation/create", "roots/list"} <= {r["method"] for r in via["requests"]}
     notes = {n["method"] for n in via["notifications"]}
     assert {"notifications/tools/list_changed", "notifications/progress"} <= notes
+
+
+STACK_SCRIPT = [
+    {"op": "call_tool", "name": "find_customer", "arguments": {"query": "Johnson"}},
+    {"op": "call_tool", "name": "delete_customer", "arguments": {"customer_id": "C002"}},
+]
+
+
+@needs_mcp1
+@needs_node
+@pytest.mark.parametrize("client", ["mcp1", "node"])
+async def test_sdk_1x_clients_with_a_token_through_the_whole_stack(tmp_path: Path, client: str) -> None:
+    """Auth, policy and PII over Streamable HTTP for the 1.x clients: tokens in results, the denial's code."""
+    runtime, tokens = stack(tmp_path, tmp_path / "record.jsonl")
+    argv = MCP1 if client == "mcp1" else (*NODE, "--http")
+    header = f"Authorization: Bearer {tokens['alice']}"
+    async with running_runtime(runtime) as base:
+        code, out = await run_cli(*argv, f"{http(base)}/mcp/demo", "--header", header, script=STACK_SCRIPT)
+    assert code == 0, out
+    found, denied = out["results"]
+    assert "<pii:EMAIL_ADDRESS:" in str(found["result"]) and EMAIL not in str(found["result"])
+    assert denied["error"]["code"] == -31001
