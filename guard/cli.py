@@ -103,6 +103,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         from guard.workers import for_worker, supervise
 
+        print("guard: with --workers > 1, a legacy Streamable HTTP session (Mcp-Session-Id) lives in one worker; "
+              "its later requests may reach another and get 404 (WebSocket and 2026-07-28 requests are unaffected; "
+              "see docs/operators.md)", file=sys.stderr)
+
         # validate once in the supervisor so a broken key or policy fails fast
         if build_or_report(for_worker(settings, 0, args.workers)) is None:
             return 2
