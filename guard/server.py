@@ -187,8 +187,13 @@ class GuardApp:
         await self.runtime.pipeline.emit(Event(EventKind.CONNECT, server=info.server, session=info,
                                                client_addr=info.client_addr))
 
-    def new_relay(self, info: SessionInfo, upstream: Upstream, client: ClientConnection, key: str) -> Relay:
-        """A relay for one session with the configured limits; every downstream transport builds it here."""
+    def new_relay(self, info: SessionInfo, upstream: Upstream, client: ClientConnection, key: str, *,
+                  idle_timeout: float | None = None) -> Relay:
+        """A relay for one session with the configured limits; every downstream transport builds it here.
+
+        ``idle_timeout`` overrides ``server.idle_timeout`` (HTTP sessions, whose client can
+        leave without a trace, always expire).
+        """
         settings = self.runtime.settings
         server = settings.server
         relay = Relay(
@@ -200,7 +205,7 @@ class GuardApp:
                 max_message_bytes=server.max_message_bytes,
                 outbound_queue=server.outbound_queue,
                 call_timeout=settings.upstreams[info.server].call_timeout,
-                idle_timeout=server.idle_timeout,
+                idle_timeout=server.idle_timeout if idle_timeout is None else idle_timeout,
                 rate_limiter=self.runtime.rate_limiter,
                 breaker=self.runtime.breakers.get(info.server),
                 principal_key=key,
