@@ -51,6 +51,10 @@ log = logging.getLogger("guard.transports.http")
 Owner = tuple[str, str | None]
 """Who a session belongs to: ``principal_key`` and the client certificate subject."""
 
+HTTP_IDLE_FALLBACK = 600.0
+"""Idle expiry of an HTTP session when ``server.idle_timeout`` is 0: unlike a WebSocket, an HTTP
+client (and a pooled upstream session) can be gone without any connection ending, so an HTTP
+session always expires; without this, every departed client would keep its upstream forever."""
 AFFINITY_LIMIT = 1024
 """``requestState`` values remembered per pool (oldest forgotten first)."""
 AFFINITY_WAIT = 5.0
@@ -127,7 +131,8 @@ class Opener:
                            {"reason": "upstream_unavailable"})
         server = settings.server
         client = HttpClientConnection(mode, capacity=server.outbound_queue, backlog=server.outbound_queue)
-        relay = self.app.new_relay(info, upstream, client, key)
+        relay = self.app.new_relay(info, upstream, client, key,
+                                   idle_timeout=server.idle_timeout or HTTP_IDLE_FALLBACK)
         session = HttpSession(id=secrets.token_urlsafe(32), mode=mode, owner=owner_of(principal, key), key=key,
                               info=info, client=client, relay=relay)
 

@@ -166,3 +166,18 @@ async def test_modern_request_is_served_without_a_session(tmp_path: Path) -> Non
                             headers=modern_headers("notifications/cancelled"))
         assert note.status_code == 202
     assert [m["method"] for m in received(record)] == ["test/echo"] * 3 + ["nope/x"]  # the notification was dropped
+
+
+async def test_http_sessions_expire_even_when_idle_timeout_is_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An HTTP client can vanish without a connection ending: its session must not hold an upstream forever."""
+    from guard.transports import http_sessions
+
+    monkeypatch.setattr(http_sessions, "HTTP_IDLE_FALLBACK", 0.5)
+    async with running_guard(scripted_config(idle_timeout=0)) as base, client(base) as c:
+        session = await open_session(c, PATH)
+        r = await c.post(PATH, json=modern_request("test/echo"), headers=modern_headers("test/echo"))
+        assert r.status_code == 200
+        await asyncio.sleep(2.5)
+        late = await c.post(PATH, json={"jsonrpc": "2.0", "id": 1, "method": "test/echo"},
+                            headers=post_headers(session))
+        assert late.status_code == 404
