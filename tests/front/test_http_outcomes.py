@@ -181,3 +181,21 @@ async def test_http_sessions_expire_even_when_idle_timeout_is_disabled(monkeypat
         late = await c.post(PATH, json={"jsonrpc": "2.0", "id": 1, "method": "test/echo"},
                             headers=post_headers(session))
         assert late.status_code == 404
+
+
+@pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
+async def test_graceful_shutdown_lets_an_http_request_in_flight_finish(era: str) -> None:
+    call: asyncio.Task[httpx.Response] | None = None
+    async with running_guard(scripted_config()) as base:
+        c = httpx.AsyncClient(base_url=http(base), timeout=30)
+        if era == "legacy":
+            session = await open_session(c, PATH)
+            body = {"jsonrpc": "2.0", "id": 3, "method": "test/slow", "params": {"seconds": 1.0}}
+            call = asyncio.create_task(c.post(PATH, json=body, headers=post_headers(session)))
+        else:
+            body = modern_request("test/slow", {"seconds": 1.0}, request_id=3)
+            call = asyncio.create_task(c.post(PATH, json=body, headers=modern_headers("test/slow")))
+        await asyncio.sleep(0.3)
+    response = await call  # guard drained: the request in flight got its answer before the process ended
+    await c.aclose()
+    assert response.status_code == 200 and response.json()["result"]["method"] == "test/slow"
