@@ -199,3 +199,14 @@ async def test_graceful_shutdown_lets_an_http_request_in_flight_finish(era: str)
     response = await call  # guard drained: the request in flight got its answer before the process ended
     await c.aclose()
     assert response.status_code == 200 and response.json()["result"]["method"] == "test/slow"
+
+
+async def test_foreign_origin_is_refused_on_an_anonymous_endpoint(tmp_path: Path) -> None:
+    """DNS rebinding: a web page elsewhere must not drive an unauthenticated endpoint (403, before anything)."""
+    record = tmp_path / "rec.jsonl"
+    async with running_guard(scripted_config(record)) as base, client(base) as c:
+        evil = await c.post(PATH, json=legacy_init(), headers=post_headers(Origin="http://evil.example"))
+        assert evil.status_code == 403 and evil.json()["error"]["data"]["reason"] == "origin_not_allowed"
+        local = await c.post(PATH, json=legacy_init(), headers=post_headers(Origin="http://localhost:6274"))
+        assert local.status_code == 200
+    assert [m["method"] for m in received(record)] == ["initialize"]
