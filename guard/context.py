@@ -38,6 +38,9 @@ class Principal:
     anonymous: bool = False
     client_cert_subject: str | None = None
     key_id: str | None = None
+    namespace: str | None = None
+    """The issuer's alias (``[[auth.issuers]] alias``): the policy names this principal
+    ``user:<namespace>/<subject>`` and its roles ``role:<namespace>/<role>``."""
 
 
 ANONYMOUS = Principal(subject="anonymous", anonymous=True)
@@ -87,6 +90,12 @@ class RequestRecord:
     """``time.perf_counter()`` when the request entered guard."""
     params: dict[str, Any] = field(default_factory=dict)
     """The request's params as forwarded (after any rewrite), for stages that need them."""
+    upstream_id: int | None = None
+    """Client requests: the id guard sends upstream in place of ``id`` (unique per session)."""
+    cancelled: bool = False
+    """Client requests: the client cancelled it; any answer is dropped (see :mod:`guard.session`)."""
+    ticket: Any = None
+    """Client requests: the circuit breaker's admission (:class:`guard.limits.Ticket`), if any."""
 
 
 class Action(enum.Enum):

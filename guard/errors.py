@@ -41,14 +41,17 @@ class ProtocolError(GuardError):
     """A frame is not an acceptable JSON-RPC message.
 
     ``request_id`` is the id to answer with (``None`` when it could not be determined,
-    which is sent as ``"id": null`` per JSON-RPC 2.0 section 5).
+    which is sent as ``"id": null`` per JSON-RPC 2.0 section 5). ``reason`` is a stable
+    code for logs and audit (``invalid_unicode``, ``number_out_of_range``), ``None`` when
+    the class says it all.
     """
 
     code: int = -32600
 
-    def __init__(self, message: str, request_id: Any = None) -> None:
+    def __init__(self, message: str, request_id: Any = None, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.request_id = request_id
+        self.reason = reason
 
 
 class ParseError(ProtocolError):

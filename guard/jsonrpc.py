@@ -144,8 +144,25 @@ def _has_long_digit_run(data: bytes) -> bool:
     return _LONG_RUN in data.translate(_DIGITS_TO_ZERO)
 
 
-def _loads(data: str | bytes, encoded: bytes | None = None) -> Any:
-    """Decode JSON exactly; ``encoded`` is ``data`` as UTF-8 when the caller already has it."""
+def loads(data: str | bytes, encoded: bytes | None = None) -> Any:
+    """Decode one JSON text exactly, accepting only what every transport can carry unchanged.
+
+    The one JSON decoder for frames in either direction, whatever the transport (WebSocket,
+    stdio, Streamable HTTP bodies and SSE events), so numbers and strings are read the same way
+    everywhere:
+
+    * integers keep every digit (orjson for the common case, the stdlib beyond 64 bits);
+    * a number no finite double can hold (``1e400``) is refused, never turned into ``inf``
+      and later into ``null``;
+    * a string or key holding a lone UTF-16 surrogate (``"\\ud800"``) is refused: it is valid
+      JSON grammar but not Unicode, so no UTF-8 transport can forward it (RFC 8259 section 8.2,
+      I-JSON RFC 7493 section 2.1). orjson already refuses these; the stdlib parser does not.
+
+    Raises :class:`ParseError`. When the text decoded but is refused for one of the reasons
+    above, the error carries the message's ``id`` (if that id is itself clean) and a ``reason``
+    (``invalid_unicode``, ``number_out_of_range``) so the sender can be told which request failed.
+    ``encoded`` is ``data`` as UTF-8 when the caller already has it.
+    """
     if encoded is None:
         encoded = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
     if not _has_long_digit_run(encoded):
@@ -154,9 +171,43 @@ def _loads(data: str | bytes, encoded: bytes | None = None) -> Any:
         except orjson.JSONDecodeError:
             pass
     try:
-        return json.loads(data, parse_constant=_reject_constant)
+        value = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:
         raise ParseError("Parse error: frame is not valid JSON") from exc
+    # Only this (rare) path can hold lone surrogates or infinities: orjson refuses both itself.
+    try:
+        _encode_exact(value)
+    except UnicodeEncodeError as exc:
+        raise ParseError("Parse error: a string is not valid Unicode (lone surrogate)",
+                         _clean_id(value), reason="invalid_unicode") from exc
+    except RecursionError as exc:
+        raise ParseError("Parse error: frame is not valid JSON") from exc
+    except ValueError as exc:
+        raise ParseError("Parse error: a number is too large for a double", _clean_id(value),
+                         reason="number_out_of_range") from exc
+    return value
+
+
+def _encode_exact(payload: Any) -> bytes:
+    """UTF-8 JSON for values orjson refuses (integers beyond 64 bits).
+
+    Raises ``UnicodeEncodeError`` for a lone surrogate and ``ValueError`` for a non-finite
+    float: neither can be written as interoperable JSON.
+    """
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _clean_id(value: Any) -> RequestId | None:
+    """The id of a decoded message, if it is a valid id that can itself be written back."""
+    if not isinstance(value, dict):
+        return None
+    candidate = value.get("id")
+    if isinstance(candidate, str):
+        try:
+            candidate.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return candidate if _is_valid_id(candidate) else None
 
 
 def _is_valid_id(value: Any) -> bool:
@@ -224,17 +275,22 @@ def parse(frame: str | bytes) -> Message:
     that is not an acceptable JSON-RPC 2.0 message.
     """
     encoded = frame if isinstance(frame, bytes) else frame.encode("utf-8", "surrogatepass")
-    return classify(_loads(frame, encoded), len(encoded))
+    return classify(loads(frame, encoded), len(encoded))
 
 
 def serialize(message: Message | dict[str, Any]) -> str:
-    """Serialize a message (or payload) to compact JSON text."""
+    """Serialize a message (or payload) to compact JSON text that is valid UTF-8.
+
+    Everything :func:`parse` accepts serializes (a property test holds the two together).
+    A payload built locally with a lone surrogate or a non-finite float raises ``ValueError``
+    rather than producing text a transport would fail to send or an upstream would misread.
+    """
     payload = message.payload if isinstance(message, Message) else message
     try:
         return orjson.dumps(payload).decode("utf-8")
     except TypeError:
         # Integers beyond 64 bits: orjson refuses, the stdlib does not.
-        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _encode_exact(payload).decode("utf-8")
 
 
 def error_response(

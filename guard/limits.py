@@ -2,7 +2,7 @@
 
 Each limit answers with a defined outcome (docs/operators.md "Limits and their defaults"): a JSON-RPC error for a
 request (rate limit -31006, in-flight -31007, circuit open -31013), or an HTTP status
-before the WebSocket upgrade (connection caps 503/429).
+before the WebSocket upgrade (connection caps 503/429, circuit open 503).
 """
 
 from __future__ import annotations
@@ -97,24 +97,69 @@ class BreakerState(enum.Enum):
     HALF_OPEN = "half_open"
 
 
-class CircuitBreaker:
-    """Per-upstream breaker: opens after ``threshold`` consecutive failures, probes after ``reset_after``.
+class Outcome(enum.Enum):
+    """How an upstream call ended, as far as the breaker is concerned."""
 
-    While open, requests fail fast with -31013 instead of piling onto a sick upstream.
-    After ``reset_after`` seconds one probe is let through (half-open): success closes
-    the breaker, failure re-opens it.
+    SUCCESS = "success"
+    """The upstream answered (a result or a JSON-RPC error: either way it is alive)."""
+    FAILURE = "failure"
+    """The upstream failed the call: it timed out, died, or the transport failed."""
+    NEUTRAL = "neutral"
+    """Nothing was learnt about the upstream: a stage denied the call, the client cancelled it,
+    the client kept it waiting (unanswered server->client request), or the session ended."""
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted upstream call; released exactly once with its :class:`Outcome`."""
+
+    principal: str
+    probe: bool
+    released: bool = False
+
+
+class CircuitBreaker:
+    """Per-upstream breaker that no single principal can open for everyone.
+
+    * **Closed**: every call is admitted. Each failure is counted against the principal whose
+      call (or session) failed; any success resets every count. The breaker opens once the
+      counted failures reach ``threshold`` *and* come from at least two principals: each
+      principal's count is capped at ``threshold - 1``, so one caller (say, one that keeps
+      asking for a call that hangs, or never answers an elicitation) can never open it alone.
+    * **Open**: calls fail fast with -31013 and new connections get HTTP 503, for
+      ``reset_after`` seconds.
+    * **Half-open**: every principal may have one *probe* in flight, a real upstream call
+      (never a handshake, never a long-lived ``subscriptions/listen``). The first probe that
+      gets an answer closes the breaker; failed probes count as above, so the breaker re-opens
+      only when at least two principals fail again. A probe is released on every outcome
+      (answer, error, timeout, cancel, stage denial, session end): a principal that holds its
+      probe blocks only itself.
+
+    With one active principal the breaker therefore never opens: that caller's calls keep
+    failing on their own (-31004/-31005), bounded by the rate limit. No I/O; the clock is injected.
     """
 
     def __init__(self, threshold: int, reset_after: float, clock: Clock = time.monotonic,
-                 on_change: Callable[[BreakerState], None] | None = None) -> None:
+                 on_change: Callable[[BreakerState], None] | None = None, max_principals: int = 10_000) -> None:
         self.threshold = threshold
         self.reset_after = reset_after
         self._clock = clock
         self._on_change = on_change
+        self._max = max_principals
         self.state = BreakerState.CLOSED
-        self.failures = 0
+        self._failures: OrderedDict[str, int] = OrderedDict()
+        self._probes: set[str] = set()
         self._opened_at = 0.0
-        self._probe_in_flight = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.threshold > 0
+
+    @property
+    def failures(self) -> int:
+        """Failures counted towards opening (each principal capped at ``threshold - 1``)."""
+        cap = max(self.threshold - 1, 1)
+        return sum(min(count, cap) for count in self._failures.values())
 
     def _set(self, state: BreakerState) -> None:
         if state is not self.state:
@@ -122,30 +167,65 @@ class CircuitBreaker:
             if self._on_change is not None:
                 self._on_change(state)
 
-    def allow(self) -> bool:
-        """May a request (or connection) go to the upstream now?"""
-        if self.threshold <= 0 or self.state is BreakerState.CLOSED:
-            return True
-        if self.state is BreakerState.OPEN:
-            if self._clock() - self._opened_at < self.reset_after:
-                return False
+    def _refresh(self) -> None:
+        """Open -> half-open once ``reset_after`` has passed (counts start afresh)."""
+        if self.state is BreakerState.OPEN and self._clock() - self._opened_at >= self.reset_after:
+            self._failures.clear()
+            self._probes.clear()
             self._set(BreakerState.HALF_OPEN)
-            self._probe_in_flight = False
-        if self._probe_in_flight:
-            return False
-        self._probe_in_flight = True
-        return True
+
+    def accepts_connections(self) -> bool:
+        """May a new session connect? Only an open breaker refuses; this never takes a probe."""
+        if not self.enabled:
+            return True
+        self._refresh()
+        return self.state is not BreakerState.OPEN
+
+    def admit(self, principal: str, *, probe_ok: bool = True) -> Ticket | None:
+        """A ticket for one upstream call by ``principal``, or ``None`` when the breaker refuses.
+
+        ``probe_ok=False`` for calls that cannot prove the upstream healthy (long-lived
+        streams such as ``subscriptions/listen``): they are refused while half-open.
+        """
+        if not self.enabled:
+            return Ticket(principal, probe=False)
+        self._refresh()
+        if self.state is BreakerState.CLOSED:
+            return Ticket(principal, probe=False)
+        if self.state is BreakerState.OPEN or not probe_ok or principal in self._probes:
+            return None
+        self._probes.add(principal)
+        return Ticket(principal, probe=True)
+
+    def release(self, ticket: Ticket, outcome: Outcome) -> None:
+        """End an admitted call; a second release of the same ticket is ignored."""
+        if ticket.released:
+            return
+        ticket.released = True
+        if ticket.probe:
+            self._probes.discard(ticket.principal)
+        if outcome is Outcome.SUCCESS:
+            self.success()
+        elif outcome is Outcome.FAILURE:
+            self.failure(ticket.principal)
 
     def success(self) -> None:
-        self.failures = 0
-        self._probe_in_flight = False
+        """The upstream answered: every count resets and the breaker closes."""
+        if not self.enabled:
+            return
+        self._failures.clear()
+        self._probes.clear()
         self._set(BreakerState.CLOSED)
 
-    def failure(self) -> None:
-        if self.threshold <= 0:
+    def failure(self, principal: str) -> None:
+        """Count one upstream failure against ``principal`` (a failed call, connect or session)."""
+        if not self.enabled or self.state is BreakerState.OPEN:
             return
-        self.failures += 1
-        self._probe_in_flight = False
-        if self.state is BreakerState.HALF_OPEN or self.failures >= self.threshold:
+        self._failures[principal] = self._failures.get(principal, 0) + 1
+        self._failures.move_to_end(principal)
+        if len(self._failures) > self._max:
+            self._failures.popitem(last=False)
+        if len(self._failures) >= 2 and self.failures >= self.threshold:
             self._opened_at = self._clock()
+            self._probes.clear()
             self._set(BreakerState.OPEN)

@@ -86,13 +86,45 @@ def protocol_version_of(message: Message) -> str | None:
     return version if isinstance(version, str) else None
 
 
+TARGETED_METHODS = frozenset(
+    {TOOLS_CALL, PROMPTS_GET, RESOURCES_READ, RESOURCES_SUBSCRIBE, RESOURCES_UNSUBSCRIBE, COMPLETION_COMPLETE}
+)
+"""Client requests that always act on something: without a valid target they are malformed."""
+
+REF_KEYS = {"ref/prompt": ("name", "uri"), "ref/resource": ("uri", "name")}
+"""``completion/complete`` ref types (2025-11-25 ``server/utilities/completion``): the key
+holding the target, and the other type's key, which a consistent ref does not carry."""
+
+
+def completion_target(ref: Any) -> str | None:
+    """The target of a ``completion/complete`` ``ref``, following its ``type``.
+
+    ``ref/prompt`` -> ``ref.name`` (a ``PromptReference``); ``ref/resource`` -> ``ref.uri``
+    (a ``ResourceTemplateReference``). Anything else -- no or an unknown ``type``, a ref
+    carrying both ``name`` and ``uri`` (authorized as one, served as the other), a target
+    that is not a string -- has no valid target (``None``), which the authorize stage denies.
+    """
+    if not isinstance(ref, dict):
+        return None
+    kind = ref.get("type")
+    keys = REF_KEYS.get(kind) if isinstance(kind, str) else None
+    if keys is None:
+        return None
+    key, other = keys
+    if other in ref:
+        return None
+    value = ref.get(key)
+    return value if isinstance(value, str) else None
+
+
 def target_of(method: str | None, params: dict[str, Any]) -> str | None:
     """What a request acts on: tool name, resource URI, prompt name, completion ref.
 
     ``tools/call`` -> ``params.name``; ``prompts/get`` -> ``params.name``;
     ``resources/read|subscribe|unsubscribe`` -> ``params.uri``;
-    ``completion/complete`` -> ``params.ref.name`` (prompt ref) or ``params.ref.uri``
-    (resource template ref). Anything else has no target.
+    ``completion/complete`` -> :func:`completion_target` of ``params.ref``. ``None`` for a
+    method without a target, and for a :data:`TARGETED_METHODS` request whose target is
+    missing or malformed.
     """
     if method in (TOOLS_CALL, PROMPTS_GET):
         name = params.get("name")
@@ -101,10 +133,7 @@ def target_of(method: str | None, params: dict[str, Any]) -> str | None:
         uri = params.get("uri")
         return uri if isinstance(uri, str) else None
     if method == COMPLETION_COMPLETE:
-        ref = params.get("ref")
-        if isinstance(ref, dict):
-            value = ref.get("name", ref.get("uri"))
-            return value if isinstance(value, str) else None
+        return completion_target(params.get("ref"))
     return None
 
 

@@ -1,18 +1,21 @@
 """The relay: moves messages between one client connection and its upstream.
 
 For every frame it parses, correlates (via :class:`~guard.session.Session`), runs the
-pipeline, and forwards, answers or drops. Invariants it keeps:
+pipeline, and forwards, answers or drops. Invariants it keeps (the defined outcomes are
+tabled in docs/how-it-works.md):
 
 * every client request gets exactly one response: the upstream's, or an error guard
-  generates (bad input, denial, duplicate id, upstream gone);
-* nothing invalid, oversized or denied reaches the upstream;
-* responses are delivered only if they answer a pending request of this session;
+  generates, through the pipeline so the audit trail records it; a session never ends with
+  a request unanswered (upstream death -31004, timeout -31005, shutdown -31012, token expiry
+  -31003, an exception inside guard -32603), and no exception kills a pump in silence;
+* nothing invalid, oversized or denied reaches the upstream, and nothing it could read
+  differently from guard (:func:`guard.jsonrpc.loads`);
+* responses are delivered only if they answer a pending request of this session, matched by
+  the id guard gave the request upstream (:mod:`guard.session`);
 * a slow client applies backpressure: frames to it go through one bounded queue,
-  and when it is full guard stops reading from the upstream.
-
-Bad input (issue "relay", all tested): not JSON -> -32700 with ``id: null``; JSON but
-not JSON-RPC, or a batch -> -32600; binary frame -> close 1003; over the size limit ->
-close 1009; upstream gone -> each pending request gets error -31004, then close 1011.
+  and when it is full guard stops reading from the upstream;
+* circuit breaker tickets (:class:`~guard.limits.CircuitBreaker`) are taken before the
+  stages run and released on every outcome.
 """
 
 from __future__ import annotations
@@ -21,14 +24,16 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from guard import mcp
-from guard.context import CloseRequest, Direction, Event, EventKind, MessageContext, RequestRecord, Verdict
+from guard.context import Direction, Event, EventKind, MessageContext, RequestRecord, Verdict
+from guard.deadlines import Deadlines
 from guard.errors import InvalidRequest, ProtocolError, UpstreamClosed, UpstreamInterrupted
-from guard.jsonrpc import ErrorCode, Kind, Message, RequestId, error_response, id_key, notification, parse, serialize
-from guard.limits import CircuitBreaker, RateLimiter
+from guard.jsonrpc import ErrorCode, Kind, Message, RequestId, error_response, notification, parse, serialize
+from guard.limits import CircuitBreaker, Outcome, RateLimiter
 from guard.pipeline import Pipeline
 from guard.session import InFlightLimitExceeded, Session
 from guard.transports.base import Upstream
@@ -85,6 +90,13 @@ class RelayLimits:
     exempt_from_timeout: frozenset[str] = field(default_factory=lambda: frozenset({mcp.SUBSCRIPTIONS_LISTEN}))
 
 
+SHUTDOWN_ERROR: tuple[int, str, str] = (ErrorCode.SHUTTING_DOWN, "Server shutting down", "shutting_down")
+"""What a request still pending when guard shuts down is answered with."""
+EXPIRED_ERROR: tuple[int, str, str] = (ErrorCode.UNAUTHENTICATED, "Unauthenticated: token expired", "expired")
+"""What a request still pending when the session's token expires is answered with."""
+INTERNAL_ERROR_REASON = "internal_error"
+
+
 class Relay:
     """Runs one session until either side ends it; returns the close code and reason."""
 
@@ -106,11 +118,7 @@ class Relay:
         self._out: asyncio.Queue[str | _Close] = asyncio.Queue(maxsize=self._limits.outbound_queue)
         self._closing: _Close | None = None
         self._upstream_dead = False
-        # Per-call timeouts: one deadline per pending request, in arming order, which is deadline
-        # order (a session has one call_timeout), and a single loop timer for the earliest one.
-        # A libuv timer per request cost ~6% of guard's CPU per call (bench/README.md).
-        self._deadlines: dict[tuple[type, RequestId], tuple[float, RequestId]] = {}
-        self._sweeper: asyncio.TimerHandle | None = None
+        self._deadlines = Deadlines(self._timed_out)
         self._background: set[asyncio.Task[None]] = set()
         self._last_activity = time.monotonic()
         self.draining = False
@@ -118,17 +126,25 @@ class Relay:
 
     @property
     def in_flight(self) -> int:
-        return self._session.client_in_flight
+        """Requests whose answer the client still expects (cancelled ones excluded)."""
+        return self._session.client_awaiting
 
-    async def shutdown(self, code: int, reason: str) -> None:
-        """Close the client connection after what is already queued (graceful drain)."""
+    async def shutdown(self, code: int, reason: str, error: tuple[int, str, str] | None = None) -> None:
+        """End the session: answer what is pending, then close after what is already queued.
+
+        Every request still awaiting its answer gets ``error`` (code, message, ``data.reason``;
+        by default -31012 ``shutting_down``), recorded by the pipeline like any answer, and the
+        upstream is told to stop it (``notifications/cancelled``). Then the connection closes
+        with ``code`` and ``reason``.
+        """
+        await self._abort_pending(*(error or SHUTDOWN_ERROR))
         await self._close(code, reason)
 
     async def run(self) -> tuple[int, str]:
         """Relay until the client leaves, the upstream dies, or a stage closes the session."""
         writer = asyncio.create_task(self._write_client(), name="to-client")
-        reader = asyncio.create_task(self._read_client(), name="from-client")
-        pump = asyncio.create_task(self._read_upstream(), name="from-upstream")
+        reader = asyncio.create_task(self._guarded(self._read_client()), name="from-client")
+        pump = asyncio.create_task(self._guarded(self._read_upstream()), name="from-upstream")
         watchdog = asyncio.create_task(self._idle_watchdog(), name="idle")
         try:
             await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -136,18 +152,31 @@ class Relay:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(writer), 5.0)
         finally:
-            if self._sweeper is not None:
-                self._sweeper.cancel()
-            self._deadlines.clear()
+            self._deadlines.close()
             tasks = (reader, pump, writer, watchdog, *self._background)
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            for record in self._session.drain_client_requests():  # session end releases every ticket
+                self._release(record, Outcome.NEUTRAL)
         if self._closing is not None:
             return self._closing.code, self._closing.reason
         return CLOSE_NORMAL, "client closed"
+
+    async def _guarded(self, loop: Coroutine[Any, Any, None]) -> None:
+        """Run a pump; an exception that escapes it ends the session with a defined outcome.
+
+        Per-frame failures are handled where the frame is; this catches what is left (a bug in
+        guard itself): every pending request is answered -32603 and the session closes 1011.
+        """
+        try:
+            await loop
+        except Exception:
+            log.exception("session %s: internal error, closing the session", self._session.info.id)
+            await self._abort_pending(ErrorCode.INTERNAL_ERROR, "Internal error", INTERNAL_ERROR_REASON)
+            await self._close(CLOSE_INTERNAL_ERROR, "internal error")
 
     async def _idle_watchdog(self) -> None:
         idle = self._limits.idle_timeout
@@ -156,7 +185,7 @@ class Relay:
         while self._closing is None:
             await asyncio.sleep(min(idle / 4, 5.0))
             quiet = time.monotonic() - self._last_activity
-            if quiet >= idle and self._session.client_in_flight == 0:
+            if quiet >= idle and self._session.client_awaiting == 0:
                 await self._close(CLOSE_GOING_AWAY, "idle timeout")
                 return
 
@@ -211,8 +240,8 @@ class Relay:
                 message = parse(frame)
             except ProtocolError as exc:
                 batch = frame.lstrip().startswith("[")
-                await self._protocol_error(exc.code, "batch_rejected" if batch else
-                                           ("parse_error" if exc.code == ErrorCode.PARSE_ERROR else "invalid_request"))
+                await self._protocol_error(exc.code, exc.reason or ("batch_rejected" if batch else (
+                    "parse_error" if exc.code == ErrorCode.PARSE_ERROR else "invalid_request")))
                 await self._emit(error_response(exc.request_id, exc.code, str(exc)))
                 continue
             await self._from_client(message)
@@ -226,10 +255,15 @@ class Relay:
     async def _from_client(self, message: Message) -> None:
         if message.kind is Kind.REQUEST:
             await self._client_request(message)
-        elif message.kind is Kind.NOTIFICATION:
-            await self._client_notification(message)
-        else:
-            await self._client_response(message)
+            return
+        try:
+            if message.kind is Kind.NOTIFICATION:
+                await self._client_notification(message)
+            else:
+                await self._client_response(message)
+        except Exception:  # a notification or response has no one to answer: drop it, keep the session
+            log.exception("session %s: internal error on a client %s; dropped", self._session.info.id,
+                          message.kind.value)
 
     async def _client_request(self, message: Message) -> None:
         method = message.method or ""
@@ -246,27 +280,44 @@ class Relay:
         except InvalidRequest as exc:
             await self._emit(error_response(request_id, exc.code, str(exc)))
             return
-        ctx = MessageContext(self._session.info, Direction.CLIENT_TO_SERVER, message, method, target, record)
-        refusal = self._admit(method)
+        try:
+            await self._forward_client_request(message, record)
+        except Exception:
+            log.exception("session %s: internal error on request %s", self._session.info.id, method)
+            self._release(record, Outcome.NEUTRAL)
+            if self._session.close_client_request(request_id) is not None:
+                self._disarm_timeout(request_id)
+                await self._answer_locally(record, ErrorCode.INTERNAL_ERROR, "Internal error", INTERNAL_ERROR_REASON)
+
+    async def _forward_client_request(self, message: Message, record: RequestRecord) -> None:
+        ctx = MessageContext(self._session.info, Direction.CLIENT_TO_SERVER, message, record.method, record.target,
+                             record)
+        refusal = self._admit(record, message)
         if refusal is not None:
             ctx.verdict = refusal
         verdict = await self._pipeline.run(ctx)
         if verdict.rejected:
-            self._session.close_client_request(request_id)
-            await self._emit(error_response(request_id, verdict.code, verdict.error_message, verdict.data))
-            await self._maybe_close(verdict.close)
+            self._release(record, Outcome.NEUTRAL)
+            self._session.close_client_request(record.id)
+            await self._emit(error_response(record.id, verdict.code, verdict.error_message, verdict.data))
+            await self._maybe_close(verdict)
             return
         if self._upstream_dead:
             # Raced with the upstream's death: answer here, never silently.
-            self._session.close_client_request(request_id)
-            await self._emit(error_response(request_id, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable"))
+            self._release(record, Outcome.NEUTRAL)
+            self._session.close_client_request(record.id)
+            await self._emit(error_response(record.id, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable"))
             return
         record.params = ctx.message.params
-        self._arm_timeout(request_id, method)
-        await self._to_upstream(ctx.message)
+        self._arm_timeout(record)
+        await self._to_upstream(_with_id(ctx.message, record.upstream_id))
 
-    def _admit(self, method: str) -> Verdict | None:
-        """Limits checked before any stage: drain, per-principal rate, circuit breaker."""
+    def _admit(self, record: RequestRecord, message: Message) -> Verdict | None:
+        """Checks before any stage: drain, per-principal rate, input responses, circuit breaker.
+
+        The breaker comes last, so that only a request every other check let through takes a
+        ticket; the ticket is released whatever happens to the request next.
+        """
         limits = self._limits
         if self.draining:
             return Verdict.reject(ErrorCode.SHUTTING_DOWN, "Server shutting down", {"reason": "shutting_down"},
@@ -274,54 +325,56 @@ class Relay:
         if limits.rate_limiter is not None and not limits.rate_limiter.allow(limits.principal_key):
             return Verdict.reject(ErrorCode.RATE_LIMITED, "Rate limit exceeded", {"reason": "rate_limited"},
                                   stage="limits")
-        if limits.breaker is not None and not limits.breaker.allow():
-            return Verdict.reject(ErrorCode.CIRCUIT_OPEN, "Upstream temporarily unavailable",
-                                  {"reason": "circuit_open"}, stage="limits")
+        if not self._session.take_input_responses(record.method, record.target, message.params):
+            return Verdict.reject(ErrorCode.INVALID_PARAMS,
+                                  "Invalid params: inputResponses answer no input request of this session",
+                                  {"reason": "unsolicited_input_responses"}, stage="limits")
+        if limits.breaker is not None:
+            ticket = limits.breaker.admit(limits.principal_key,
+                                          probe_ok=record.method not in limits.exempt_from_timeout)
+            if ticket is None:
+                return Verdict.reject(ErrorCode.CIRCUIT_OPEN, "Upstream temporarily unavailable",
+                                      {"reason": "circuit_open"}, stage="limits")
+            record.ticket = ticket
         return None
 
-    def _arm_timeout(self, request_id: RequestId, method: str) -> None:
+    def _release(self, record: RequestRecord, outcome: Outcome) -> None:
+        """Hand the request's breaker ticket back with what was learnt about the upstream."""
+        if record.ticket is not None and self._limits.breaker is not None:
+            self._limits.breaker.release(record.ticket, outcome)
+
+    def _arm_timeout(self, record: RequestRecord) -> None:
         timeout = self._limits.call_timeout
-        if timeout <= 0 or method in self._limits.exempt_from_timeout:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        self._deadlines[id_key(request_id)] = (deadline, request_id)
-        if self._sweeper is None:
-            self._sweeper = loop.call_at(deadline, self._sweep)
+        if timeout > 0 and record.method not in self._limits.exempt_from_timeout:
+            self._deadlines.arm(record.id, timeout)
 
     def _disarm_timeout(self, request_id: RequestId) -> None:
-        self._deadlines.pop(id_key(request_id), None)  # the sweeper skips it; no timer to cancel
-
-    def _sweep(self) -> None:
-        """Time out every request whose deadline passed, then wait for the next deadline."""
-        self._sweeper = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        while self._deadlines:
-            key, (deadline, request_id) = next(iter(self._deadlines.items()))
-            if deadline > now:
-                self._sweeper = loop.call_at(deadline, self._sweep)
-                return
-            del self._deadlines[key]
-            self._timed_out(request_id)
+        self._deadlines.disarm(request_id)
 
     def _timed_out(self, request_id: RequestId) -> None:
-        self._deadlines.pop(id_key(request_id), None)
-        record = self._session.close_client_request(request_id)
-        if record is None:
+        """A request's deadline passed: answer it -31005, or end a cancelled one's reservation.
+
+        While a server->client request is waiting for this client's answer (an elicitation
+        nobody answers, say), the timeout is the client's doing, not the upstream's: it does
+        not count against the circuit breaker.
+        """
+        record = self._session.expire_client_request(request_id)
+        if record is None or record.cancelled:
             return
-        if self._limits.breaker is not None:
-            self._limits.breaker.failure()
+        self._release(record, Outcome.NEUTRAL if self._session.server_in_flight else Outcome.FAILURE)
         task = asyncio.create_task(self._answer_timeout(record))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
     async def _answer_timeout(self, record: RequestRecord) -> None:
         """Tell the upstream to stop (MCP ``notifications/cancelled``) and answer the client."""
-        cancel = notification("notifications/cancelled",
-                              {"requestId": record.id, "reason": "guard: upstream call timed out"})
-        await self._to_upstream(cancel)
+        await self._cancel_upstream(record, "guard: upstream call timed out")
         await self._answer_locally(record, ErrorCode.UPSTREAM_TIMEOUT, "Upstream timed out", "upstream_timeout")
+
+    async def _cancel_upstream(self, record: RequestRecord, reason: str) -> None:
+        if record.upstream_id is not None and not self._upstream_dead:
+            await self._to_upstream(notification("notifications/cancelled",
+                                                 {"requestId": record.upstream_id, "reason": reason}))
 
     async def _client_notification(self, message: Message) -> None:
         method = message.method or ""
@@ -329,13 +382,19 @@ class Relay:
                              mcp.target_of(method, message.params))
         verdict = await self._pipeline.run(ctx)
         if verdict.rejected:
-            await self._maybe_close(verdict.close)
+            await self._maybe_close(verdict)
             return
+        forwarded = ctx.message
         if method == "notifications/cancelled":
-            cancelled = self._session.cancel_client_request(message.params.get("requestId"))
-            if cancelled is not None:
-                self._disarm_timeout(cancelled.id)
-        await self._to_upstream(ctx.message)
+            cancelled = self._session.cancel_client_request(forwarded.params.get("requestId"))
+            if cancelled is None:
+                # Not a request of this session awaiting an answer: the upstream knows our
+                # requests only by the ids guard gave them, so there is nothing to forward.
+                return
+            self._release(cancelled, Outcome.NEUTRAL)
+            params = {**forwarded.params, "requestId": cancelled.upstream_id}
+            forwarded = forwarded.replace_payload({**forwarded.payload, "params": params})
+        await self._to_upstream(forwarded)
 
     async def _client_response(self, message: Message) -> None:
         request_id = message.id
@@ -348,13 +407,34 @@ class Relay:
         verdict = await self._pipeline.run(ctx)
         if verdict.rejected:
             await self._to_upstream(error_response(record.id, verdict.code, verdict.error_message, verdict.data))
-            await self._maybe_close(verdict.close)
+            await self._maybe_close(verdict)
             return
         await self._to_upstream(ctx.message)
 
-    async def _maybe_close(self, close: CloseRequest | None) -> None:
+    async def _maybe_close(self, verdict: Verdict) -> None:
+        """A stage asked to close the session: every other pending request gets the same error first."""
+        close = verdict.close
         if close is not None:
+            data = verdict.data if isinstance(verdict.data, dict) else {}
+            await self._abort_pending(verdict.code, verdict.error_message, str(data.get("reason", "closed")))
             await self._close(close.code, close.reason)
+
+    async def _abort_pending(self, code: int, text: str, reason: str, *, tell_upstream: bool = True) -> None:
+        """Answer every request still awaiting an answer with an error guard generates (audited).
+
+        The client is answered first; telling the upstream to stop comes after, best effort
+        (a dead upstream must not cost the client its answers).
+        """
+        aborted = []
+        for record in self._session.drain_client_requests():
+            self._disarm_timeout(record.id)
+            self._release(record, Outcome.NEUTRAL)
+            if not record.cancelled:
+                await self._answer_locally(record, code, text, reason)
+                aborted.append(record)
+        for record in aborted if tell_upstream else ():
+            with contextlib.suppress(Exception):
+                await self._cancel_upstream(record, f"guard: {reason}")
 
     # Upstream -> client -------------------------------------------------------------
 
@@ -377,11 +457,16 @@ class Relay:
             await self._from_upstream(message)
 
     async def _bad_upstream_frame(self, exc: ProtocolError) -> None:
-        log.warning("session %s: upstream sent an invalid frame (%s)", self._session.info.id, type(exc).__name__)
+        log.warning("session %s: upstream sent an invalid frame (%s)", self._session.info.id,
+                    exc.reason or type(exc).__name__)
         if exc.request_id is None:
             return
-        record = self._session.close_client_request(exc.request_id)
-        if record is not None:
+        record = self._session.answer_from_upstream(exc.request_id)
+        if record is None:
+            return
+        self._disarm_timeout(record.id)
+        self._release(record, Outcome.NEUTRAL)
+        if not record.cancelled:
             await self._answer_locally(record, ErrorCode.UPSTREAM_ERROR, "Upstream sent an invalid response",
                                        "invalid_upstream_response")
 
@@ -389,7 +474,11 @@ class Relay:
         if message.kind is Kind.REQUEST:
             await self._server_request(message)
         elif message.kind is Kind.NOTIFICATION:
-            await self._server_notification(message)
+            try:
+                await self._server_notification(message)
+            except Exception:  # nobody to answer: drop it, keep the session
+                log.exception("session %s: internal error on an upstream notification; dropped",
+                              self._session.info.id)
         else:
             await self._server_response(message)
 
@@ -403,14 +492,21 @@ class Relay:
         except InvalidRequest as exc:
             await self._to_upstream(error_response(request_id, exc.code, str(exc)))
             return
-        ctx = MessageContext(self._session.info, Direction.SERVER_TO_CLIENT, message, method, None, record)
-        verdict = await self._pipeline.run(ctx)
-        if verdict.rejected:
-            self._session.close_server_request(request_id)
-            await self._to_upstream(error_response(request_id, verdict.code, verdict.error_message, verdict.data))
-            return
-        record.params = ctx.message.params
-        await self._emit(ctx.message)
+        try:
+            ctx = MessageContext(self._session.info, Direction.SERVER_TO_CLIENT, message, method, None, record)
+            verdict = await self._pipeline.run(ctx)
+            if verdict.rejected:
+                self._session.close_server_request(request_id)
+                await self._to_upstream(error_response(request_id, verdict.code, verdict.error_message,
+                                                       verdict.data))
+                return
+            record.params = ctx.message.params
+            await self._emit(ctx.message)
+        except Exception:
+            log.exception("session %s: internal error on an upstream %s request", self._session.info.id, method)
+            if self._session.close_server_request(request_id) is not None:
+                await self._to_upstream(error_response(request_id, ErrorCode.INTERNAL_ERROR, "Internal error",
+                                                       {"reason": INTERNAL_ERROR_REASON}))
 
     async def _server_notification(self, message: Message) -> None:
         method = message.method or ""
@@ -423,15 +519,23 @@ class Relay:
         await self._emit(ctx.message)
 
     async def _server_response(self, message: Message) -> None:
-        request_id = message.id
-        record = self._session.close_client_request(request_id) if request_id is not None else None
+        record = self._session.answer_from_upstream(message.id)
         if record is None:
             log.warning("session %s: dropped an upstream response that answers no pending request",
                         self._session.info.id)
             return
         self._disarm_timeout(record.id)
-        if self._limits.breaker is not None:
-            self._limits.breaker.success()
+        if record.cancelled:
+            log.info("session %s: dropped the upstream's late answer to a cancelled request", self._session.info.id)
+            return
+        self._release(record, Outcome.FAILURE if _transport_failure(message) else Outcome.SUCCESS)
+        try:
+            await self._deliver_response(_with_id(message, record.id), record)
+        except Exception:
+            log.exception("session %s: internal error on the answer to %s", self._session.info.id, record.method)
+            await self._answer_locally(record, ErrorCode.INTERNAL_ERROR, "Internal error", INTERNAL_ERROR_REASON)
+
+    async def _deliver_response(self, message: Message, record: RequestRecord) -> None:
         ctx = MessageContext(self._session.info, Direction.SERVER_TO_CLIENT, message, record.method,
                              record.target, record)
         ctx.upstream_outcome = _outcome(message)
@@ -442,9 +546,12 @@ class Relay:
         verdict = await self._pipeline.run(ctx)
         if verdict.rejected:
             await self._emit(error_response(record.id, verdict.code, verdict.error_message, verdict.data))
-            await self._maybe_close(verdict.close)
+            await self._maybe_close(verdict)
             return
         await self._emit(ctx.message)
+        result = ctx.message.result
+        if mcp.is_input_required(result):
+            self._session.input_required_delivered(record.method, record.target, result)
 
     async def _answer_locally(self, record: RequestRecord, code: int, text: str, reason: str) -> None:
         """Answer a pending client request with an error guard generates (still audited)."""
@@ -460,11 +567,9 @@ class Relay:
         """The transport reconnected: what was in flight is lost, so answer it; the session goes on."""
         log.warning("session %s: upstream %s reconnected", self._session.info.id, self._session.info.server)
         if self._limits.breaker is not None:
-            self._limits.breaker.failure()
-        for record in self._session.drain_client_requests():
-            self._disarm_timeout(record.id)
-            await self._answer_locally(record, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream connection was reset",
-                                       "upstream_reconnected")
+            self._limits.breaker.failure(self._limits.principal_key)
+        await self._abort_pending(ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream connection was reset",
+                                  "upstream_reconnected", tell_upstream=False)
         self._session.drain_server_requests()
 
     async def _upstream_gone(self, reason: str) -> None:
@@ -472,14 +577,33 @@ class Relay:
             return
         self._upstream_dead = True
         if self._limits.breaker is not None and self._closing is None:
-            self._limits.breaker.failure()
+            self._limits.breaker.failure(self._limits.principal_key)
         log.warning("session %s: upstream %s gone: %s", self._session.info.id, self._session.info.server, reason)
-        for record in self._session.drain_client_requests():
-            self._disarm_timeout(record.id)
-            await self._answer_locally(record, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable",
-                                       "upstream_closed")
+        await self._abort_pending(ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable", "upstream_closed",
+                                  tell_upstream=False)
         self._session.drain_server_requests()
         await self._close(CLOSE_INTERNAL_ERROR, f"upstream closed: {reason}")
+
+
+def _with_id(message: Message, request_id: RequestId | None) -> Message:
+    """The same message under another id (client id <-> the id guard used upstream)."""
+    if request_id is None or message.payload.get("id") == request_id:
+        return message
+    return message.replace_payload({**message.payload, "id": request_id})
+
+
+def _transport_failure(message: Message) -> bool:
+    """An error the upstream *transport* produced (Streamable HTTP: unreachable, HTTP 5xx, bad reply).
+
+    An HTTP 4xx other than 408 and 429 says the request was refused, not that the upstream is
+    sick (and the client chose the request): it does not count against the breaker.
+    """
+    error = message.error
+    if error is None or error.get("code") not in (ErrorCode.UPSTREAM_UNAVAILABLE, ErrorCode.UPSTREAM_ERROR):
+        return False
+    data = error.get("data")
+    status = data.get("status") if isinstance(data, dict) else None
+    return not (isinstance(status, int) and 400 <= status < 500 and status not in (408, 429))
 
 
 def _outcome(message: Message) -> str:

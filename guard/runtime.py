@@ -12,15 +12,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.auth import Authenticator, AuthFailure
+from guard.auth.headers import HeaderSource
 from guard.config import Settings
 from guard.context import Event, EventKind, Principal
 from guard.limits import CircuitBreaker, ConnectionLimiter, RateLimiter
 from guard.metrics import Metrics, MetricsStage, metrics_endpoint
+from guard.pii.opening import TokenOpener
 from guard.pipeline import Pipeline, Stage
 from guard.pipeline.audit import AuditStage
 from guard.pipeline.authenticate import AuthenticateStage
 from guard.pipeline.authorize import AuthorizeStage
 from guard.pipeline.pii import build_pii_stage
+from guard.policy.conditions import UNDECIDABLE
 from guard.policy.store import PolicyStore
 
 log = logging.getLogger("guard.runtime")
@@ -46,9 +49,12 @@ class Runtime:
     connections: ConnectionLimiter = field(default_factory=lambda: ConnectionLimiter(10_000, 64))
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
-    async def authenticate(self, server: str, headers: dict[str, str], query: str,
+    async def authenticate(self, server: str, headers: HeaderSource, query: str,
                            base_url: str | None = None) -> Principal | AuthFailure:
-        """The principal for a handshake, or an auth failure (see :mod:`guard.auth`). Fails closed."""
+        """The principal for a handshake, or an auth failure (see :mod:`guard.auth`). Fails closed.
+
+        Pass the headers as received (ASGI pairs or starlette ``Headers``), not a merged dict:
+        a repeated ``Authorization`` or ``Origin`` is refused (:mod:`guard.auth.headers`)."""
         if self.authenticator is None:
             return AuthFailure(status=503, reason="authentication_not_configured", headers={})
         return await self.authenticator.authenticate(server, headers, query=query, base_url=base_url)
@@ -88,6 +94,8 @@ def build_runtime(settings: Settings) -> Runtime:
     pii = build_pii_stage(settings, reveal_check=_reveal_check(authorize))
     if pii is not None:
         stages.append(pii)
+        if authorize is not None:  # argument rules judge tokens as the values the PII stage restores
+            authorize.argument_view = _token_view(settings)
     audit: AuditStage | None = None
     if settings.audit.enabled:
         audit = AuditStage.from_settings(settings.audit)
@@ -149,6 +157,14 @@ def _reveal_check(authorize: AuthorizeStage | None) -> Any:
         return authorizer.check(principal, server, "pii/reveal", f"{tool}/{entity}").allowed
 
     return check
+
+
+def _token_view(settings: Settings) -> TokenOpener:
+    """The authorize stage's view of client arguments: tokens opened with the PII stage's key ring
+    and binding (:mod:`guard.pii.opening`); a token that does not open is undecidable."""
+    pii = settings.pii
+    return TokenOpener(pii.keyring, pii.deployment_id, bind_tenant=pii.bind_tenant,
+                       bind_principal=pii.bind_principal, scan_blobs=pii.rules.scan_blobs, undecidable=UNDECIDABLE)
 
 
 def _policy_ready(store: PolicyStore) -> Any:

@@ -2,14 +2,10 @@
 
 Endpoints:
 
-* ``/mcp/{name}`` — one endpoint per configured upstream, two transports on one path:
-
-  - Streamable HTTP (``POST``/``GET``/``DELETE``, MCP ``basic/transports``, both eras,
-    plus the 2024-11-05 HTTP+SSE transport): :mod:`guard.transports.http_front`;
-  - WebSocket, subprotocol ``mcp``, one JSON-RPC message per text frame. Refusals
-    happen *before* the upgrade with an HTTP status and a plain-text reason (ASGI
-    WebSocket Denial Response): unknown upstream 404, subprotocol ``mcp`` not offered
-    400, authentication 401/403.
+* ``/mcp/{name}`` — WebSocket, subprotocol ``mcp``, one JSON-RPC message per text
+  frame, one endpoint per configured upstream. Refusals happen *before* the upgrade
+  with an HTTP status and a plain-text reason (ASGI WebSocket Denial Response):
+  unknown upstream 404, subprotocol ``mcp`` not offered 400, authentication 401/403.
 * ``/healthz`` — liveness; ``/readyz`` — readiness.
 """
 
@@ -33,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
-from starlette.websockets import WebSocket
+from starlette.websockets import WebSocket, WebSocketState
 
 from guard.config import UpstreamSettings
 from guard.context import Event, EventKind, Principal, SessionInfo
@@ -43,6 +39,7 @@ from guard.relay import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
+    EXPIRED_ERROR,
     ClientConnection,
     Relay,
     RelayLimits,
@@ -51,9 +48,10 @@ from guard.relay import (
 from guard.runtime import Runtime
 from guard.session import Session
 from guard.tls import TLSWebSocketProtocol, client_cert_subject, server_ssl_context
+from guard.transports import refusals
 from guard.transports.base import Upstream, create_upstream, probe_tcp
 from guard.transports.downstream import StarletteClient
-from guard.transports.handshake import protocol_with_deadline
+from guard.transports.handshake import header_limits, protocol_with_deadline
 from guard.transports.http_front import HttpFront
 
 log = logging.getLogger("guard.server")
@@ -61,17 +59,33 @@ log = logging.getLogger("guard.server")
 SUBPROTOCOL = "mcp"
 HTTP_METHODS = ["GET", "HEAD", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
 """Methods routed to the HTTP front door (it answers the unsupported ones with 405 and a reason)."""
+CLOSE_INVALID_DATA = 1007
+"""RFC 6455 section 7.4.1: a text frame that is not UTF-8; the WebSocket layer closes with it."""
 EXPIRY_CLOSE_GRACE = 2.0
 """Seconds after token expiry (plus leeway) at which a silent session is closed with 1008."""
 
 
-async def _deny(websocket: WebSocket, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
-    """Refuse a handshake before the upgrade with an HTTP status and a plain-text reason."""
-    response = PlainTextResponse(reason + "\n", status_code=status, headers=headers)
-    try:
-        await websocket.send_denial_response(response)
-    except RuntimeError:  # server without the denial extension: close before accept (HTTP 403)
-        await websocket.close(1008, close_reason(reason))
+async def _deny(websocket: WebSocket, status: int, code: str, text: str, headers: dict[str, str] | None = None,
+                *, logged: bool = False) -> None:
+    """Refuse a handshake before the upgrade with an HTTP status and a plain-text reason.
+
+    Logged once, at info, with the reason ``code`` (``logged=True`` when the authenticator
+    already did); the HTTP and WebSocket libraries' own lines for it are dropped
+    (:mod:`guard.transports.refusals`).
+    """
+    if not logged:
+        log.info("refused handshake on %s: %s (%d)", _shown(websocket.path_params.get("name", "")), code, status)
+    response = PlainTextResponse(text + "\n", status_code=status, headers=headers)
+    with refusals.refusing():
+        try:
+            await websocket.send_denial_response(response)
+        except RuntimeError:  # server without the denial extension: close before accept (HTTP 403)
+            await websocket.close(1008, close_reason(text))
+
+
+def _shown(name: str) -> str:
+    """An upstream name from the request path, fit for a log line (it may be anything)."""
+    return repr(name[:64]) if len(name) > 64 or not name.isprintable() else name
 
 
 def _client_addr(websocket: WebSocket) -> str:
@@ -91,7 +105,12 @@ class GuardApp:
         """The Streamable HTTP (and HTTP+SSE) side of ``/mcp/{name}``."""
 
     async def drain(self, deadline: float) -> None:
-        """Graceful shutdown: refuse new work, let in-flight requests finish, then close sessions (1001)."""
+        """Graceful shutdown: refuse new work, let in-flight requests finish, then end every session.
+
+        Requests still pending after ``deadline`` are answered -31012 (``shutting_down``) through
+        the pipeline, so the audit log records each outcome, and the upstream is told to stop
+        them; then each session closes 1001. A client too slow to take its answers gets 5 s.
+        """
         self.draining = True
         for relay in list(self.active):
             relay.draining = True
@@ -99,8 +118,11 @@ class GuardApp:
         while time.monotonic() < end and any(relay.in_flight for relay in self.active):
             await asyncio.sleep(0.05)
         left = list(self.active)
-        for relay in left:
-            await relay.shutdown(CLOSE_GOING_AWAY, "server shutting down")
+        endings = [asyncio.create_task(relay.shutdown(CLOSE_GOING_AWAY, "server shutting down")) for relay in left]
+        if endings:
+            _, late = await asyncio.wait(endings, timeout=5.0)
+            for task in late:
+                task.cancel()
         end = time.monotonic() + 5.0
         while self.active and time.monotonic() < end:
             await asyncio.sleep(0.05)
@@ -108,28 +130,43 @@ class GuardApp:
         log.info("drained: %d session(s) closed", len(left))
 
     async def mcp_endpoint(self, websocket: WebSocket) -> None:
+        """One WebSocket connection: refused before the upgrade, or served until it ends.
+
+        Every path answers the handshake. Should one ever return without doing so (a bug), the
+        client gets a 500 here rather than uvicorn's "returned without completing handshake".
+        """
+        try:
+            await self._connect(websocket)
+        finally:
+            if websocket.application_state is WebSocketState.CONNECTING:
+                log.error("handshake on %s left unanswered; refused", _shown(websocket.path_params.get("name", "")))
+                await _deny(websocket, 500, "internal_error", "internal error", logged=True)
+
+    async def _connect(self, websocket: WebSocket) -> None:
         runtime = self.runtime
         settings = runtime.settings
         name = websocket.path_params["name"]
         addr = _client_addr(websocket)
         upstream_settings = settings.upstreams.get(name)
         if upstream_settings is None:
-            await _deny(websocket, 404, f"no upstream named {name!r}")
+            await _deny(websocket, 404, "unknown_upstream", f"no upstream named {name[:64]!r}")
             return
         if self.draining:
-            await _deny(websocket, 503, "server shutting down", {"Retry-After": "5"})
+            await _deny(websocket, 503, "shutting_down", "server shutting down", {"Retry-After": "5"})
             return
         offered = websocket.scope.get("subprotocols") or []
         if SUBPROTOCOL not in offered:
-            await _deny(websocket, 400, "the WebSocket subprotocol 'mcp' is required (Sec-WebSocket-Protocol: mcp)")
+            await _deny(websocket, 400, "subprotocol_required",
+                        "the WebSocket subprotocol 'mcp' is required (Sec-WebSocket-Protocol: mcp)")
             return
-        headers = {k.lower(): v for k, v in websocket.headers.items()}
         query = websocket.scope.get("query_string", b"").decode("latin-1")
-        outcome = await runtime.authenticate(name, headers, query, base_url=str(websocket.base_url))
+        # the headers as received (duplicates kept): a repeated Authorization or Origin is refused
+        outcome = await runtime.authenticate(name, websocket.headers, query, base_url=str(websocket.base_url))
         if not isinstance(outcome, Principal):
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
                                               code=outcome.status, reason=outcome.reason))
-            await _deny(websocket, outcome.status, outcome.description, dict(outcome.headers))
+            await _deny(websocket, outcome.status, outcome.reason, outcome.description,
+                        dict(outcome.headers), logged=True)  # the authenticator logged it
             return
         cert_subject = client_cert_subject(websocket.scope)  # verified in the TLS handshake (mTLS)
         if cert_subject is not None:
@@ -140,7 +177,7 @@ class GuardApp:
             status = 503 if refused == "too_many_connections" else 429
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
                                               code=status, reason=refused))
-            await _deny(websocket, status, refused.replace("_", " "), {"Retry-After": "5"})
+            await _deny(websocket, status, refused, refused.replace("_", " "), {"Retry-After": "5"})
             return
         try:
             await self._serve_session(websocket, name, addr, outcome, key)
@@ -151,24 +188,26 @@ class GuardApp:
                              key: str) -> None:
         settings = self.runtime.settings
         breaker = self.runtime.breakers.get(name)
-        if breaker is not None and not breaker.allow():
-            await _deny(websocket, 503, "upstream temporarily unavailable (circuit open)", {"Retry-After": "5"})
+        if breaker is not None and not breaker.accepts_connections():  # never takes the half-open probe
+            await _deny(websocket, 503, "circuit_open", "upstream temporarily unavailable (circuit open)",
+                        {"Retry-After": "5"})
             return
         info = SessionInfo(id=secrets.token_urlsafe(16), server=name, client_addr=addr, principal=principal)
         upstream = create_upstream(settings.upstreams[name], info.id, settings.server.max_message_bytes)
         await websocket.accept(subprotocol=SUBPROTOCOL)
         try:
-            await self.start_upstream(info, upstream)
+            await self.start_upstream(info, upstream, key)
         except UpstreamUnavailable as exc:
             await websocket.close(CLOSE_TRY_AGAIN_LATER, close_reason(f"upstream unavailable: {exc}"))
             return
-        relay = self.new_relay(info, upstream, StarletteClient(websocket), key)
-        await self.run_relay(relay, info, upstream)
+        client = StarletteClient(websocket)
+        relay = self.new_relay(info, upstream, client, key)
+        await self.run_relay(relay, info, upstream, websocket=client)
 
-    async def start_upstream(self, info: SessionInfo, upstream: Upstream) -> None:
+    async def start_upstream(self, info: SessionInfo, upstream: Upstream, key: str) -> None:
         """Start a session's upstream and announce the session (``connect`` event).
 
-        On failure the breaker counts it, the session is recorded as closed
+        On failure the breaker counts it (against ``key``), the session is recorded as closed
         (``upstream_unavailable``), the upstream released, and
         :class:`~guard.errors.UpstreamUnavailable` re-raised for the transport to answer.
         """
@@ -177,7 +216,7 @@ class GuardApp:
             await upstream.start()
         except UpstreamUnavailable as exc:
             if breaker is not None:
-                breaker.failure()
+                breaker.failure(key)
             log.warning("session %s: upstream %s unavailable: %s", info.id, info.server, exc)
             await self.runtime.pipeline.emit(Event(EventKind.CLOSE, server=info.server, session=info,
                                                    client_addr=info.client_addr, code=CLOSE_TRY_AGAIN_LATER,
@@ -215,7 +254,7 @@ class GuardApp:
         return relay
 
     async def run_relay(self, relay: Relay, info: SessionInfo, upstream: Upstream, *,
-                        close_at_expiry: bool = True) -> tuple[int, str]:
+                        close_at_expiry: bool = True, websocket: StarletteClient | None = None) -> tuple[int, str]:
         """Run a session to its end: drain registration, token-expiry close, upstream release, ``close`` event.
 
         ``close_at_expiry`` schedules the proactive close of a silent session when the
@@ -226,6 +265,8 @@ class GuardApp:
         code, reason = 1000, "closed"
         try:
             code, reason = await relay.run()
+            if websocket is not None and websocket.disconnect_code == CLOSE_INVALID_DATA:
+                code, reason = CLOSE_INVALID_DATA, "invalid_utf8"  # refused by the WebSocket layer, logged there
         finally:
             if expiry is not None:
                 expiry.cancel()
@@ -247,7 +288,7 @@ class GuardApp:
         loop = asyncio.get_running_loop()
 
         def expire() -> None:
-            task = loop.create_task(relay.shutdown(CLOSE_POLICY_VIOLATION, "token expired"))
+            task = loop.create_task(relay.shutdown(CLOSE_POLICY_VIOLATION, "token expired", EXPIRED_ERROR))
             self._expiries.add(task)
             task.add_done_callback(self._expiries.discard)
 
@@ -318,13 +359,15 @@ def build_app(runtime: Runtime) -> Starlette:
 def uvicorn_config(app: Any, runtime: Runtime, **overrides: Any) -> uvicorn.Config:
     """uvicorn settings derived from guard's: size limit enforced after decompression, no deflate by default."""
     s = runtime.settings.server
+    refusals.install()  # refusals: one info line each, never an ERROR a client can trigger
     options: dict[str, Any] = {
         "host": s.host,
         "port": s.port,
         "ws": TLSWebSocketProtocol,  # websockets-sansio + the ASGI TLS extension (client certificate)
         "ws_max_size": s.max_message_bytes,
         "ws_per_message_deflate": s.per_message_deflate,
-        "http": protocol_with_deadline(s.handshake_timeout),
+        # A token up to auth.max_token_bytes always fits the request head; larger heads get 431.
+        "http": protocol_with_deadline(s.handshake_timeout, header_limits(runtime.settings.auth.max_token_bytes)),
         "ws_ping_interval": s.ping_interval or None,
         "ws_ping_timeout": s.ping_timeout,
         "log_config": None,
@@ -341,9 +384,10 @@ def uvicorn_config(app: Any, runtime: Runtime, **overrides: Any) -> uvicorn.Conf
 class GuardServer(uvicorn.Server):
     """uvicorn's server with guard's graceful drain on SIGTERM/SIGINT.
 
-    Order: stop accepting, let in-flight requests finish (up to ``drain_timeout``), close
-    remaining sessions with 1001, then uvicorn's own shutdown and the lifespan shutdown,
-    which flushes audit. The process then exits 0.
+    Order: stop accepting, let in-flight requests finish (up to ``drain_timeout``), answer
+    what is still pending with -31012 and close the remaining sessions with 1001, then
+    uvicorn's own shutdown and the lifespan shutdown, which flushes audit. The process then
+    exits 0.
     """
 
     def __init__(self, config: uvicorn.Config, guard_app: GuardApp,

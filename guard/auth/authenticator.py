@@ -6,7 +6,8 @@ guard is an OAuth 2.1 resource server (MCP ``basic/authorization``):
   the query string is refused (``400 invalid_request``), never read;
 * refusals happen before the upgrade: 401 with ``WWW-Authenticate: Bearer
   resource_metadata="..."`` (RFC 9728 section 5.1) plus ``error="invalid_token"`` when a
-  token was presented but failed (RFC 6750 section 3.1); 403 for a disallowed
+  token was presented but failed (RFC 6750 section 3.1); 400 when ``Authorization`` or
+  ``Origin`` appears more than once (:mod:`guard.auth.headers`); 403 for a disallowed
   ``Origin``; 503 when no key set is usable (fail closed);
 * the token itself is never stored, logged or forwarded: only the principal leaves here.
 
@@ -31,10 +32,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from guard.auth import discovery, tokens
+from guard.auth.headers import HeaderSource, read_headers
 from guard.auth.jwks import JWKSCache, KeysUnavailableError
 from guard.auth.keys import MAX_CANDIDATES, KeyLoadError, VerificationKey, hmac_key, select, static_keys
 from guard.auth.principal import build_principal
-from guard.auth.settings import AuthSettings, IssuerSettings, normalize_origin
+from guard.auth.settings import AuthSettings, IssuerSettings, alias_problem, normalize_origin
 from guard.auth.tokens import TokenRejectedError
 from guard.context import ANONYMOUS, Principal
 from guard.errors import ConfigError
@@ -53,7 +55,8 @@ class AuthFailure:
     ``token_too_large``, ``malformed_token``, ``unknown_issuer``, ``algorithm_not_allowed``,
     ``unsupported_critical_header``, ``invalid_type``, ``unknown_key``, ``bad_signature``,
     ``invalid_issuer``, ``expired``, ``not_yet_valid``, ``invalid_audience``,
-    ``invalid_claims``, ``invalid_subject``, ``keys_unavailable``, ``origin_not_allowed``.
+    ``invalid_claims``, ``invalid_subject``, ``keys_unavailable``, ``origin_not_allowed``,
+    ``duplicate_authorization``, ``duplicate_origin``.
     """
 
     status: int
@@ -125,6 +128,10 @@ class Authenticator:
         self._clock = clock
         self._http = http
         self._owns_http = http is None
+        unnamed = alias_problem(settings.issuers)
+        if unnamed is not None:  # also checked when parsing; refused here too, by construction
+            raise ConfigError([f"auth.issuers: {unnamed}"])
+        self._aliases = tuple(sorted(i.alias for i in settings.issuers if i.alias is not None))
         try:
             self._issuers = {i.issuer: _Issuer(i, self._client, clock) for i in settings.issuers}
         except KeyLoadError as exc:  # files changed since the config was parsed
@@ -144,13 +151,21 @@ class Authenticator:
             self._http = httpx.AsyncClient(follow_redirects=False)
         return self._http
 
-    async def authenticate(self, server: str, headers: Mapping[str, str], *, query: str = "",
+    async def authenticate(self, server: str, raw_headers: HeaderSource, *, query: str = "",
                            base_url: str | None = None) -> Principal | AuthFailure:
         """The principal for a handshake to ``/mcp/<server>``, or why it is refused.
 
-        ``headers`` must have lowercase names. ``base_url`` (optional) is the request's
+        ``raw_headers`` are the request's headers as received (ASGI pairs or a starlette
+        ``Headers``; names in any case), so that a repeated ``Authorization`` or ``Origin`` is
+        seen and refused (400) before either is read. ``base_url`` (optional) is the request's
         base URL, used for ``resource_metadata`` when ``auth.resource`` is not configured.
         """
+        headers, duplicate = read_headers(raw_headers)
+        if duplicate == "authorization":
+            return self._fail(server, self._challenge(server, headers, base_url, "duplicate_authorization",
+                                                      status=400, error="invalid_request"))
+        if duplicate is not None:
+            return self._fail(server, AuthFailure(400, f"duplicate_{duplicate}"))
         anonymous = server in self.settings.anonymous_servers
         origin = headers.get("origin")
         if origin is not None and not self._origin_allowed(origin, anonymous):
@@ -215,6 +230,7 @@ class Authenticator:
             subject_claim=i.subject_claim or s.subject_claim,
             roles_claim=i.roles_claim if i.roles_claim is not None else s.roles_claim,
             tenant_claim=i.tenant_claim or s.tenant_claim,
+            namespace=i.alias, reserved=self._aliases,
         )
 
     def _challenge(self, server: str, headers: Mapping[str, str], base_url: str | None, reason: str, *,

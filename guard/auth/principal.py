@@ -74,13 +74,28 @@ def build_principal(
     subject_claim: str,
     roles_claim: Iterable[str],
     tenant_claim: str | None,
+    namespace: str | None = None,
+    reserved: Iterable[str] = (),
 ) -> Principal:
-    """The principal for verified ``claims``; never keeps the token itself."""
+    """The principal for verified ``claims``; never keeps the token itself.
+
+    ``namespace`` is the issuer's alias. ``reserved`` are the other issuers' aliases: for an
+    issuer without one, a subject that starts with ``<alias>/`` is refused and such roles are
+    dropped, since ``user:<alias>/x`` and ``role:<alias>/r`` name the aliased issuer's principals.
+    """
+    subject = subject_from(claims, subject_claim)
+    roles = roles_from(claims, roles_claim)
+    prefixes = tuple(alias + "/" for alias in reserved) if namespace is None else ()
+    if prefixes:
+        if subject.startswith(prefixes):
+            raise TokenRejectedError("invalid_subject")
+        roles = tuple(role for role in roles if not role.startswith(prefixes))
     return Principal(
-        subject=subject_from(claims, subject_claim),
-        roles=roles_from(claims, roles_claim),
+        subject=subject,
+        roles=roles,
         issuer=issuer,
         tenant=tenant_from(claims, tenant_claim),
         expires_at=expires_at,
         key_id=kid,
+        namespace=namespace,
     )

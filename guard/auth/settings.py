@@ -18,6 +18,7 @@ Parse rules enforced here (all problems are collected, never ``assert``):
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,10 @@ class IssuerSettings:
     """Exact ``iss`` value (no prefix or substring matching)."""
     algorithms: tuple[str, ...]
     """Accepted ``alg`` values for this issuer. Required; never taken from the token."""
+    alias: str | None = None
+    """Namespace of this issuer's principals in the policy: its subjects are ``user:<alias>/<sub>``
+    and its roles ``role:<alias>/<role>``. Optional with one issuer; with several, at most one
+    issuer may go without (its names stay ``user:<sub>``, ``role:<role>``)."""
     jwks_url: str | None = None
     """JWKS endpoint (https, or http on a loopback address only)."""
     public_keys: tuple[Path, ...] = ()
@@ -134,7 +139,7 @@ _AUTH_KEYS = {
     "roles_claim", "tenant_claim", "required_claims", "typ",
 }
 _ISSUER_KEYS = {
-    "issuer", "algorithms", "jwks_url", "public_keys", "hmac_secret", "audience", "subject_claim",
+    "issuer", "alias", "algorithms", "jwks_url", "public_keys", "hmac_secret", "audience", "subject_claim",
     "roles_claim", "tenant_claim", "jwks_cooldown", "jwks_refresh", "jwks_max_stale", "jwks_timeout",
 }
 
@@ -150,6 +155,25 @@ def _str_or_list(raw: Mapping[str, Any], key: str, path: str,
         problems.add(ct.join(path, key), "must be a non-empty string or a list of them")
         return None
     return tuple(value)
+
+
+ALIAS_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+"""An issuer alias: no ``/`` (it ends the alias in ``user:ALIAS/sub``) and no ``:``."""
+
+
+def alias_problem(issuers: Collection[IssuerSettings]) -> str | None:
+    """Why these issuers' principals could be confused in the policy, or ``None``.
+
+    Names are ``user:<alias>/<sub>``; an issuer without alias has ``user:<sub>``. Two issuers
+    without alias would share one namespace: one's ``sub`` or ``admin`` role would match rules
+    written for the other's.
+    """
+    unnamed = [i.issuer for i in issuers if i.alias is None]
+    if len(unnamed) > 1:
+        return ("several issuers without an alias would share one namespace in the policy (one issuer's "
+                "subjects and roles would match rules written for another's): give every issuer but at most "
+                "one an alias (alias = \"partner\" names its principals user:partner/SUB, role:partner/ROLE)")
+    return None
 
 
 def _is_loopback(host: str) -> bool:
@@ -217,8 +241,14 @@ def _parse_issuer(raw: Any, index: int, problems: ct.Problems, base_dir: Path) -
     if max_stale < refresh:
         problems.add(ct.join(path, "jwks_max_stale"), "must be at least jwks_refresh")
     roles = _str_or_list(raw, "roles_claim", path, problems)
+    alias = ct.get(raw, "alias", str, "", path, problems) or None
+    if alias is not None and not ALIAS_RE.fullmatch(alias):
+        problems.add(ct.join(path, "alias"), "must be 1-32 letters, digits, '_', '-' or '.', starting with a letter "
+                                             "or digit (it prefixes names in the policy: user:ALIAS/sub)")
+        alias = None
     return IssuerSettings(
         issuer=issuer,
+        alias=alias,
         algorithms=algorithms,
         jwks_url=jwks_url,
         public_keys=key_paths,
@@ -307,14 +337,21 @@ def parse_auth(raw: Mapping[str, Any], problems: ct.Problems, base_dir: Path,
         issuers_raw = []
     issuers: list[IssuerSettings] = []
     seen: set[str] = set()
+    aliases: set[str] = set()
     for index, body in enumerate(issuers_raw):
         issuer = _parse_issuer(body, index, problems, base_dir)
         if issuer is None:
             continue
         if issuer.issuer in seen:
             problems.add(f"auth.issuers[{index}].issuer", "issuer declared twice")
+        if issuer.alias is not None and issuer.alias in aliases:
+            problems.add(f"auth.issuers[{index}].alias", f"alias {issuer.alias!r} is used by another issuer")
         seen.add(issuer.issuer)
+        aliases.add(issuer.alias or "")
         issuers.append(issuer)
+    unnamed = alias_problem(issuers)
+    if unnamed is not None:
+        problems.add("auth.issuers", unnamed)
     leeway = ct.positive(raw, "leeway", float, d.leeway, path, problems, allow_zero=True)
     allow_large = ct.get(raw, "allow_large_leeway", bool, d.allow_large_leeway, path, problems)
     if leeway > MAX_LEEWAY and not allow_large:

@@ -25,12 +25,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from guard.context import Finding
+from guard.context import Finding, Principal
 from guard.crypto.aead import InvalidField, KeyRing, RandomSource
 from guard.jsonrpc import ErrorCode, Kind
 from guard.pii.analysis import Detection, Item, TextAnalyzer, analyze_items, context_words
 from guard.pii.rules import ActionSpec, PIIRules
-from guard.pii.tokens import TOKEN_LIKE_RE, Binding, apply_action, open_token
+from guard.pii.tokens import TOKEN_LIKE_RE, Binding, apply_action, binding_for, open_token
 from guard.pii.walker import has_user_data, transform
 
 if TYPE_CHECKING:
@@ -130,9 +130,11 @@ class Protector:
     """Scans and rewrites payloads. Thread-safe; holds no per-message state."""
 
     def __init__(self, analyzer: Analyzer | TextAnalyzer | None, rules: PIIRules, keyring: KeyRing | None,
-                 deployment_id: str, bind_tenant: bool = False, random: RandomSource = os.urandom) -> None:
+                 deployment_id: str, bind_tenant: bool = False, random: RandomSource = os.urandom,
+                 bind_principal: bool = False) -> None:
         """``analyzer`` may be ``None`` when analysis runs elsewhere (then only
-        :meth:`collect`, :meth:`plan` and :meth:`apply` are used)."""
+        :meth:`collect`, :meth:`plan` and :meth:`apply` are used). ``bind_principal`` binds
+        tokens to the principal passed to :meth:`collect` (the ``[pii]`` setting defaults to on)."""
         if keyring is None and rules.uses_keys():
             raise ValueError("the PII rules use hash/encrypt/tokenize but no key ring is configured")
         self.analyzer = analyzer
@@ -140,9 +142,13 @@ class Protector:
         self.keyring = keyring
         self.deployment_id = deployment_id
         self.bind_tenant = bind_tenant
+        self.bind_principal = bind_principal
         self._random = random
 
-    def binding(self, tenant: str | None) -> Binding:
+    def binding(self, tenant: str | None, principal: Principal | None = None) -> Binding:
+        if principal is not None:
+            return binding_for(self.deployment_id, principal, bind_tenant=self.bind_tenant,
+                               bind_principal=self.bind_principal)
         return Binding(self.deployment_id, tenant if self.bind_tenant else None)
 
     @staticmethod
@@ -151,17 +157,20 @@ class Protector:
         return has_user_data(kind, method, to_client)
 
     def scan(self, payload: dict[str, Any], kind: Kind, method: str | None, to_client: bool, server: str,
-             tool: str | None, tenant: str | None = None) -> Scan:
+             tool: str | None, tenant: str | None = None, principal: Principal | None = None) -> Scan:
         """Walk, analyze (with this protector's analyzer, in this thread) and plan."""
         if self.analyzer is None:
             raise ValueError("this protector has no analyzer: use collect/plan with an analysis pool")
-        collected = self.collect(payload, kind, method, to_client, server, tool, tenant)
+        collected = self.collect(payload, kind, method, to_client, server, tool, tenant, principal)
         return self.plan(collected, analyze_items(self.analyzer, collected.items))
 
     def collect(self, payload: dict[str, Any], kind: Kind, method: str | None, to_client: bool, server: str,
-                tool: str | None, tenant: str | None = None) -> Collected:
-        """The user-data strings of ``payload`` and the distinct items to analyze."""
-        scan = Scan(payload, kind, method, to_client, server, tool, self.binding(tenant))
+                tool: str | None, tenant: str | None = None, principal: Principal | None = None) -> Collected:
+        """The user-data strings of ``payload`` and the distinct items to analyze.
+
+        Tokens are minted and opened under :meth:`binding` for ``principal`` (its tenant and,
+        with ``bind_principal``, its issuer and subject); without one, under ``tenant``."""
+        scan = Scan(payload, kind, method, to_client, server, tool, self.binding(tenant, principal))
         leaves: list[tuple[str, str]] = []
 
         def visit(text: str, path: str) -> str:
@@ -276,9 +285,9 @@ class Protector:
 
     def protect(self, payload: dict[str, Any], kind: Kind, method: str | None, to_client: bool, server: str,
                 tool: str | None, tenant: str | None = None,
-                reveal: Mapping[str, bool] | None = None) -> Outcome:
+                reveal: Mapping[str, bool] | None = None, principal: Principal | None = None) -> Outcome:
         """Scan and apply in one call (CLI, tests, benchmarks)."""
-        scan = self.scan(payload, kind, method, to_client, server, tool, tenant)
+        scan = self.scan(payload, kind, method, to_client, server, tool, tenant, principal)
         return self.apply(scan, reveal or {})
 
 

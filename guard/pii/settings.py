@@ -7,6 +7,7 @@
     rules = "policies/pii.toml"         # relative to the config file
     deployment_id = "prod-eu-1"         # bound into every token (AEAD associated data)
     bind_tenant = false                 # also bind tokens to the principal's tenant
+    bind_principal = true               # bind tokens to the principal (issuer + subject)
     keyring_file = "dev/keys/pii-keyring.json"   # or keyring_env, or [pii.keys]
     keyring_env = "GUARD_PII_KEYRING"   # env var holding the key ring JSON
     nlp_model = ""                      # "" = blank tokenizer; or an installed spaCy model
@@ -35,7 +36,7 @@ from guard.pii.keys import KeyRingError, load_keyring_env, load_keyring_file, pa
 from guard.pii.rules import PIIRules, load_rules
 
 _KEYS = {
-    "enabled", "rules", "deployment_id", "bind_tenant", "keyring_file", "keyring_env", "keys",
+    "enabled", "rules", "deployment_id", "bind_tenant", "bind_principal", "keyring_file", "keyring_env", "keys",
     "primary_key", "nlp_model", "timeout", "workers", "max_pending", "fail_open",
 }
 
@@ -54,6 +55,11 @@ class PIISettings:
     """Bound into every reversible token and hash: tokens from another deployment do not open."""
     bind_tenant: bool = False
     """Also bind tokens to the principal's tenant (``Principal.tenant``)."""
+    bind_principal: bool = True
+    """Bind tokens and hashes to the principal (issuer + subject): a token minted in one
+    principal's session does not open for another, and deterministic tokens cannot be compared
+    across principals (:mod:`guard.pii.tokens`). Turning it off lets tokens travel between
+    users (and changes every token: tokens minted before the change stop opening)."""
     keyring: KeyRing | None = field(default=None, repr=False)
     """Key ring for hash/encrypt/tokenize (from ``keyring_file``, ``keyring_env`` or ``[pii.keys]``)."""
     nlp_model: str = ""
@@ -124,6 +130,7 @@ def parse_pii(raw: Mapping[str, Any], problems: ct.Problems, base_dir: Path,
         rules_path=rules_path,
         deployment_id=deployment_id,
         bind_tenant=ct.get(raw, "bind_tenant", bool, d.bind_tenant, path, problems),
+        bind_principal=ct.get(raw, "bind_principal", bool, d.bind_principal, path, problems),
         keyring=keyring,
         nlp_model=ct.get(raw, "nlp_model", str, d.nlp_model, path, problems),
         timeout=ct.positive(raw, "timeout", float, d.timeout, path, problems),

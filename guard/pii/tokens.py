@@ -10,8 +10,18 @@ What the model sees for each action (``E`` is the entity type, ``k1`` the key id
 
 Reversible tokens are self-describing (type, key id, ciphertext), contain only
 ``[A-Za-z0-9_:<>-]`` so a model copies them verbatim, and are bound by associated data to
-the deployment id, the entity type and (optionally) the tenant: a token minted for one
-deployment or tenant, or relabelled with another entity type, does not open.
+the deployment id, the entity type, (optionally) the tenant and (by default) the principal
+-- issuer and subject: a token minted for one deployment, tenant or principal, or relabelled
+with another entity type, does not open. Hashes are keyed with the same data.
+
+Why bind to the principal: ``tokenize`` is deterministic (AES-SIV), so within one binding the
+token of a value is a fingerprint of it. Any tool that echoes its input (a search) hands the
+caller the token of a value of their choice, and comparing it with a protected token confirms a
+guess. Bound to the principal, tokens minted in one principal's sessions are useless to (and not
+comparable with) another's. Within one principal the oracle remains: that principal can still
+tell whether two of *its* tokens hide the same value (which is what makes ``tokenize`` useful to
+a model) and confirm guesses against values it was shown; use ``encrypt`` where even that is
+too much.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from guard.context import Principal
 from guard.crypto.aead import (
     InvalidField,
     KeyRing,
@@ -43,14 +54,31 @@ DEFAULT_REDACTION = "[REDACTED:{entity}]"
 
 @dataclass(frozen=True)
 class Binding:
-    """What a token is bound to: the deployment, and the tenant when tenant binding is on."""
+    """What a token is bound to: the deployment, the tenant when tenant binding is on, and the
+    principal ``(issuer, subject)`` when principal binding is on (``("", "")`` for anonymous)."""
 
     deployment_id: str
     tenant: str | None = None
+    principal: tuple[str, str] | None = None
 
     def associated_data(self, entity: str) -> bytes:
-        parts = (self.deployment_id, self.tenant or "", entity)
+        parts: tuple[str, ...] = (self.deployment_id, self.tenant or "", entity)
+        if self.principal is not None:  # appended only when on: unbound tokens keep their old form
+            parts += ("principal", *self.principal)
         return b"".join(len(p.encode()).to_bytes(4, "big") + p.encode() for p in parts)
+
+
+def binding_for(deployment_id: str, principal: Principal | None, *, bind_tenant: bool,
+                bind_principal: bool) -> Binding:
+    """The binding of tokens minted for and opened by ``principal`` (one place, so the PII stage
+    and the authorize stage's token view can never disagree)."""
+    if principal is None:
+        return Binding(deployment_id)
+    tenant = principal.tenant if bind_tenant else None
+    who: tuple[str, str] | None = None
+    if bind_principal:
+        who = ("", "") if principal.anonymous else (principal.issuer or "", principal.subject)
+    return Binding(deployment_id, tenant, who)
 
 
 @dataclass(frozen=True)

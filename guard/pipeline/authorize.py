@@ -18,6 +18,11 @@ are filtered to what the caller may use (``tools/call`` on the tool, ``prompts/g
 prompt, ``resources/read`` on the URI or URI template); every other field, ``nextCursor``
 included, is kept as the upstream sent it.
 
+A request that must name a target (``tools/call``, ``prompts/get``, ``resources/*``,
+``completion/complete``) and does not -- or names it inconsistently, like a completion ref whose
+``type`` is unknown or that carries both ``name`` and ``uri`` -- is denied (``invalid_target``)
+without consulting the rules; so is a target :func:`~guard.policy.targets.check_target` refuses.
+
 A denial is a JSON-RPC error with the request's id, code -31001
 (:attr:`~guard.jsonrpc.ErrorCode.POLICY_DENIED`), message ``Denied by policy`` and
 ``data: {"reason": "policy_denied"}`` -- nothing about which rule fired (MCP-NOTES: "Do not
@@ -26,7 +31,14 @@ reveal policy internals"); the rule goes to ``ctx.decision`` for audit. With
 unknown one (-32602 ``Unknown tool: X``), other requests with -32601. The relay never forwards
 a rejected request, so the upstream never sees it; a rejected notification is dropped.
 
-Fail closed: if the policy cannot be evaluated the message is denied (reason ``policy_error``).
+Argument conditions of client messages judge what the upstream will receive: with an
+``argument_view`` (the PII key ring's :class:`~guard.pii.opening.TokenOpener`, wired by
+:mod:`guard.runtime`), every protected-value token in the arguments is read as the value it
+opens to, and a value holding a token that does not open is
+:data:`~guard.policy.conditions.UNDECIDABLE` (deny rules deny, allow rules do not allow).
+
+Fail closed: if the policy cannot be evaluated the message is denied (reason ``policy_error``);
+if the argument view cannot be built, the arguments are undecidable.
 """
 
 from __future__ import annotations
@@ -38,7 +50,8 @@ from typing import Any, Final
 from guard import mcp
 from guard.context import Decision, Direction, MessageContext, Principal, Verdict
 from guard.jsonrpc import ErrorCode, Kind
-from guard.policy.engine import Authorizer
+from guard.policy.conditions import UNDECIDABLE
+from guard.policy.engine import INVALID_TARGET, Authorizer
 from guard.policy.model import RESPONSE_PREFIX
 from guard.policy.settings import PolicySettings
 from guard.policy.store import EventSink, PolicyStore
@@ -58,6 +71,10 @@ LIST_FIELDS: Final[dict[str, tuple[str, str, str]]] = {
 """list method -> (result field, identifying key, action the caller needs on each item)."""
 
 _UNKNOWN_LABEL: Final = {mcp.TOOLS_CALL: "tool", mcp.PROMPTS_GET: "prompt", mcp.RESOURCES_READ: "resource"}
+
+ArgumentView = Callable[[dict[str, Any], Kind, "str | None", Principal], Any]
+"""``view(payload, kind, method, principal) -> params`` as the upstream will receive them (a dict),
+or :data:`~guard.policy.conditions.UNDECIDABLE`; see :class:`guard.pii.opening.TokenOpener`."""
 
 
 def arguments_of(method: str, params: dict[str, Any]) -> Any:
@@ -85,11 +102,14 @@ class AuthorizeStage:
     sees_rejections = False
 
     def __init__(self, authorizer: Authorizer, *, deny_as_unknown: bool = False,
-                 store: PolicyStore | None = None, watch: bool = False) -> None:
+                 store: PolicyStore | None = None, watch: bool = False,
+                 argument_view: ArgumentView | None = None) -> None:
         self.authorizer = authorizer
         self.deny_as_unknown = deny_as_unknown
         self.store = store
         self._watch = watch and store is not None
+        self.argument_view = argument_view
+        """Set by the runtime when PII protection is on (tokens are then restored upstream)."""
 
     @classmethod
     def from_settings(cls, settings: PolicySettings, *, on_event: EventSink | None = None,
@@ -133,8 +153,11 @@ class AuthorizeStage:
         kind = ctx.message.kind
         method = ctx.method or ""
         if ctx.direction is Direction.CLIENT_TO_SERVER:
+            if kind is Kind.REQUEST and ctx.target is None and method in mcp.TARGETED_METHODS:
+                ctx.decision = Decision(False, INVALID_TARGET)  # no name/uri, or an inconsistent completion ref
+                return self._deny(method, None)
             if kind is Kind.REQUEST or kind is Kind.NOTIFICATION:
-                return self._police(ctx, method, ctx.target, arguments_of(method, ctx.message.params))
+                return self._police(ctx, method, ctx.target, self._client_arguments(ctx, method))
             return self._police(ctx, RESPONSE_PREFIX + method, None, {})
         if kind is Kind.REQUEST:
             return self._police(ctx, method, None, arguments_of(method, ctx.message.params))
@@ -145,6 +168,20 @@ class AuthorizeStage:
             if method in LIST_FIELDS:
                 return self._filter_list(ctx, method, result)
         return Verdict.proceed()
+
+    def _client_arguments(self, ctx: MessageContext, method: str) -> Any:
+        """What a client message's conditions read: the arguments as the upstream will receive them."""
+        view = self.argument_view
+        if view is None:
+            return arguments_of(method, ctx.message.params)
+        try:
+            params = view(ctx.message.payload, ctx.message.kind, method, ctx.principal)
+        except Exception as exc:  # fail closed: conditions cannot judge what they cannot see
+            log.warning("argument view failed (%s): conditions are undecidable", type(exc).__name__)
+            return UNDECIDABLE
+        if not isinstance(params, dict):
+            return UNDECIDABLE if params is UNDECIDABLE else arguments_of(method, {})
+        return arguments_of(method, params)
 
     def _police(self, ctx: MessageContext, action: str, target: str | None, arguments: Any) -> Verdict:
         decision = self.authorizer.check(ctx.principal, ctx.server, action, target, arguments)

@@ -87,7 +87,7 @@ class PIIStage:
         protector = self.protector
         try:
             collected = protector.collect(ctx.message.payload, kind, ctx.method, to_client, ctx.server, tool,
-                                          ctx.principal.tenant)
+                                          ctx.principal.tenant, ctx.principal)
             detections = await self.analysis.analyze(collected.items, deadline) if collected.items else []
             scan = protector.plan(collected, detections)
             decisions = await self._decide(ctx, scan.reveal_entities, tool) if scan.needs_apply else {}
@@ -145,7 +145,8 @@ def build_pii_stage(settings: Any, reveal_check: RevealCheck | None = None) -> P
     spec = AnalyzerSpec.for_rules(pii.rules, pii.nlp_model)
     analysis = analysis_for(spec, workers=pii.workers, max_pending=pii.max_pending)
     analyzer = analysis.analyzer if isinstance(analysis, ThreadAnalysis) else None
-    protector = Protector(analyzer, pii.rules, pii.keyring, pii.deployment_id, bind_tenant=pii.bind_tenant)
+    protector = Protector(analyzer, pii.rules, pii.keyring, pii.deployment_id, bind_tenant=pii.bind_tenant,
+                          bind_principal=pii.bind_principal)
     return PIIStage(
         protector,
         reveal_check=reveal_check,

@@ -5,7 +5,7 @@ Modules (each with one job)::
     model.py       the Casbin model guard evaluates, naming convention, built-in rules
     glob.py        anchored, linear-time glob patterns (no regexes, no ReDoS)
     conditions.py  the declarative argument-condition column (never evaluated as code)
-    targets.py     target limits and URI canonicalization (dot segments)
+    targets.py     target limits; URIs with dot segments are refused
     rules.py       policy.csv -> typed rules and role links, with line-numbered errors
     engine.py      indexed immutable Snapshot, Authorizer.check()
     casbin_ref.py  the same model/rules in a real casbin.Enforcer (reference, explain)

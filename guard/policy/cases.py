@@ -8,6 +8,7 @@ A cases file is TOML::
     [[case]]
     name = "analyst may look a customer up"
     subject = "alice"              # or: anonymous = true
+    # alias = "partner"            # optional: the token's issuer alias (names become user:partner/alice)
     roles = ["analyst"]
     server = "demo"
     method = "tools/call"
@@ -15,7 +16,8 @@ A cases file is TOML::
     arguments = { query = "Ada" }  # optional
     expect = "allow"               # allow | deny
     # rule = "p, role:analyst, demo, tools/call, find_customer, allow"   # optional: the deciding rule
-    # reason = "explicit_deny"     # optional: allowed | explicit_deny | default_deny | invalid_target
+    # reason = "explicit_deny"     # optional: allowed | explicit_deny | undecidable_condition |
+    #                              #           default_deny | invalid_target
     # listing = true               # optional: decide as list filtering does (arguments unknown)
 
 Every case is evaluated against one snapshot; a mismatch is reported with what was expected,
@@ -31,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from guard.context import ANONYMOUS, Principal
-from guard.policy.engine import ANY_ARGUMENTS, Snapshot
+from guard.policy.engine import ANY_ARGUMENTS, Snapshot, subject_names
 
-_CASE_KEYS = {"name", "subject", "anonymous", "roles", "server", "method", "target", "arguments", "expect",
+_CASE_KEYS = {"name", "subject", "alias", "anonymous", "roles", "server", "method", "target", "arguments", "expect",
               "rule", "reason", "listing"}
 _TOP_KEYS = {"policy", "model", "case"}
 
@@ -114,6 +116,7 @@ def _case(raw: Any, index: int, problems: list[str]) -> Case | None:
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         problems.append(f"{where}: roles must be a list of strings")
         roles = []
+    alias = _string(raw, "alias", where, problems, required=False)
     server = _string(raw, "server", where, problems)
     method = _string(raw, "method", where, problems)
     target = _string(raw, "target", where, problems, required=False)
@@ -130,7 +133,7 @@ def _case(raw: Any, index: int, problems: list[str]) -> Case | None:
     if anonymous:
         principal = Principal(subject=ANONYMOUS.subject, roles=tuple(roles), anonymous=True)
     else:
-        principal = Principal(subject=subject or "", roles=tuple(roles))
+        principal = Principal(subject=subject or "", roles=tuple(roles), namespace=alias or None)
     return Case(
         name=name if isinstance(name, str) else f"case {index}",
         principal=principal, server=server, method=method, target=target,
@@ -212,7 +215,5 @@ def format_results(results: list[CaseResult], *, verbose: bool = False) -> str:
 
 
 def _who(principal: Principal) -> str:
-    who = "anonymous" if principal.anonymous else f"user:{principal.subject}"
-    if principal.roles:
-        who += " [" + ", ".join(f"role:{r}" for r in principal.roles) + "]"
-    return who
+    first, *roles = subject_names(principal)
+    return first + (" [" + ", ".join(roles) + "]" if roles else "")

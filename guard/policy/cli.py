@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from guard.context import ANONYMOUS, Principal
 from guard.errors import ConfigError
-from guard.policy.engine import ANY_ARGUMENTS, Evaluation, Snapshot
+from guard.policy.engine import ANY_ARGUMENTS, Evaluation, Snapshot, subject_names
 from guard.policy.rules import Rule
 
 DEFAULT_POLICY = Path("policies/policy.csv")
@@ -53,6 +53,7 @@ def register(subparsers: Any) -> None:
     who.add_argument("--sub", help="the principal's subject (token 'sub')")
     who.add_argument("--anonymous", action="store_true", help="an unauthenticated session")
     explain.add_argument("--role", action="append", default=[], help="a token role (repeatable)")
+    explain.add_argument("--alias", help="the alias of the token's issuer ([[auth.issuers]] alias)")
     explain.add_argument("--server", required=True, help="upstream server name")
     explain.add_argument("--method", required=True, help="MCP method, response/<method> or pii/reveal")
     explain.add_argument("--target", help="tool name, resource URI, prompt name, <tool>/<ENTITY>")
@@ -178,7 +179,7 @@ def cmd_explain(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
         arguments = ANY_ARGUMENTS
     roles = tuple(r for value in args.role for r in [value] if r)
     principal = (Principal(subject=ANONYMOUS.subject, roles=roles, anonymous=True) if args.anonymous
-                 else Principal(subject=args.sub, roles=roles))
+                 else Principal(subject=args.sub, roles=roles, namespace=args.alias or None))
     evaluation = snapshot.evaluate(principal, args.server, args.method, args.target, arguments)
     reference = _casbin_verdict(snapshot, principal, args, arguments)
     if args.json:
@@ -210,13 +211,10 @@ def _print_explanation(ev: Evaluation, reference: bool | None, principal: Princi
     elif not d.allowed:
         print("rule:      none (no allow rule matched: default deny)" if d.reason == "default_deny"
               else "rule:      none", file=out)
-    first = "anonymous" if principal.anonymous else f"user:{principal.subject}"
-    print(f"subject:   {_show(first)}" + "".join(f", role:{_show(r)}" for r in principal.roles), file=out)
+    print(f"subject:   {', '.join(_show(name) for name in subject_names(principal))}", file=out)
     print(f"holds:     {', '.join(_show(s) for s in sorted(ev.subjects))}", file=out)
     print(f"request:   server={_show(args.server)} method={_show(args.method)} "
           f"target={_show(args.target or '')}", file=out)
-    if ev.target is not None and ev.target != (args.target or ""):
-        print(f"matched as: {_show(ev.target)} (canonical form)", file=out)
     if ev.matched:
         print("matching rules (file order; a deny overrides every allow):", file=out)
         for rule in ev.matched:
@@ -226,6 +224,11 @@ def _print_explanation(ev: Evaluation, reference: bool | None, principal: Princi
         for rule, failed in ev.unmet:
             print(f"  {_rule_line(rule)}", file=out)
             print(f"         condition not met: {' && '.join(failed)}", file=out)
+    if ev.undecided:
+        print("conditions these arguments cannot decide (a deny applies, an allow does not):", file=out)
+        for rule, failed in ev.undecided:
+            print(f"  {_rule_line(rule)}", file=out)
+            print(f"         not decided: {' && '.join(failed)}", file=out)
     if reference is not None:
         agree = "agrees" if reference == d.allowed else "DISAGREES -- please report this"
         print(f"casbin:    {'allow' if reference else 'deny'} (reference enforcer {agree})", file=out)
@@ -241,6 +244,7 @@ def _as_json(ev: Evaluation, reference: bool | None) -> dict[str, Any]:
         "matched": [{"location": r.location, "rule": r.text, "effect": "allow" if r.allow else "deny"}
                     for r in ev.matched],
         "unmet": [{"location": r.location, "rule": r.text, "failed": list(f)} for r, f in ev.unmet],
+        "undecided": [{"location": r.location, "rule": r.text, "clauses": list(f)} for r, f in ev.undecided],
         "casbin": reference,
     }
 

@@ -8,7 +8,10 @@ only looks at the handful of rules that could match. Semantics are exactly the m
 
 * a rule matches when its subject is ``*`` or one of the caller's names (``user:<sub>``,
   ``role:<r>`` for each token role, plus every role reachable through ``g`` links), its
-  server/method/target globs match, and its condition holds for the arguments;
+  server/method/target globs match, and its condition lets it apply to the arguments:
+  an ``allow`` rule needs its condition to be *true*; a ``deny`` rule applies unless its
+  condition is *false* -- an undecidable condition (missing argument, wrong type, a token
+  that does not open; see :mod:`guard.policy.conditions`) denies;
 * allowed iff some ``allow`` rule matches and no ``deny`` rule matches (default deny,
   deny overrides); the deciding rule is the first matching deny, else the first matching
   allow, in file order (built-ins first).
@@ -27,10 +30,12 @@ from typing import Any, Final, Protocol
 from guard.context import Decision, Principal
 from guard.policy.model import ANONYMOUS_SUBJECT, ANY_SUBJECT, ROLE_PREFIX, USER_PREFIX
 from guard.policy.rules import Link, ParsedPolicy, Rule
-from guard.policy.targets import canonical_target
+from guard.policy.targets import check_target
 
 ALLOWED: Final = "allowed"
 EXPLICIT_DENY: Final = "explicit_deny"
+UNDECIDABLE_DENY: Final = "undecidable_condition"
+"""A deny rule applied because its condition could not be decided for these arguments."""
 DEFAULT_DENY: Final = "default_deny"
 INVALID_TARGET: Final = "invalid_target"
 
@@ -57,11 +62,17 @@ ANY_ARGUMENTS: Final = _AnyArguments()
 def subject_names(principal: Principal) -> tuple[str, ...]:
     """The names a principal holds before ``g`` expansion: ``user:<sub>`` (or ``anonymous``) and roles.
 
-    Strings are used verbatim after the prefix: a subject ``alice, role:admin`` is the single
-    name ``user:alice, role:admin`` and grants nothing extra (names are compared, never parsed).
+    A principal of an issuer with an alias holds ``user:<alias>/<sub>`` and ``role:<alias>/<role>``
+    instead, so one issuer's subjects and roles never match rules written for another's; a role
+    from such an issuer counts as a plain ``role:<role>`` only where a ``g`` line says so
+    (``g, role:partner/support, role:support``). Strings are used verbatim after the prefix: a
+    subject ``alice, role:admin`` is the single name ``user:alice, role:admin`` and grants
+    nothing extra (names are compared, never parsed).
     """
-    first = ANONYMOUS_SUBJECT if principal.anonymous else USER_PREFIX + principal.subject
-    return (first, *(ROLE_PREFIX + role for role in principal.roles))
+    if principal.anonymous:
+        return (ANONYMOUS_SUBJECT, *(ROLE_PREFIX + role for role in principal.roles))
+    space = principal.namespace + "/" if principal.namespace else ""
+    return (USER_PREFIX + space + principal.subject, *(ROLE_PREFIX + space + role for role in principal.roles))
 
 
 @dataclass(slots=True)
@@ -80,7 +91,9 @@ class Evaluation:
     matched: tuple[Rule, ...]
     """Rules whose subject, server, method, target and condition all matched."""
     unmet: tuple[tuple[Rule, tuple[str, ...]], ...]
-    """Rules that matched except for their condition, with the clauses that failed."""
+    """Rules that did not apply because of their condition, with the clauses that were not true."""
+    undecided: tuple[tuple[Rule, tuple[str, ...]], ...] = ()
+    """Rules whose condition was undecidable (a deny among them applied; an allow did not)."""
 
 
 class Snapshot:
@@ -168,7 +181,7 @@ class Snapshot:
     def decide(self, principal: Principal, server: str, action: str, target: str | None,
                arguments: Any = None) -> Decision:
         """The decision for one request. ``arguments`` may be :data:`ANY_ARGUMENTS`."""
-        obj = canonical_target(target or "")
+        obj = check_target(target or "")
         if obj is None:
             return Decision(False, INVALID_TARGET)
         candidates = self.candidates(self.subjects_for(principal), server, action, obj)
@@ -176,20 +189,25 @@ class Snapshot:
             return Decision(False, DEFAULT_DENY)
         any_args = arguments is ANY_ARGUMENTS
         deny: Rule | None = None
+        deny_reason = EXPLICIT_DENY
         allow: Rule | None = None
         for rule in candidates:
             if rule.allow:
                 if allow is not None and allow.order < rule.order:
                     continue
-                if rule.cond is None or any_args or rule.cond.holds(arguments):
+                if rule.cond is None or any_args or rule.cond.evaluate(arguments) is True:
                     allow = rule
             else:
                 if deny is not None and deny.order < rule.order:
                     continue
-                if rule.cond is None or (not any_args and rule.cond.holds(arguments)):
-                    deny = rule
+                if rule.cond is None:
+                    deny, deny_reason = rule, EXPLICIT_DENY
+                elif not any_args:
+                    truth = rule.cond.evaluate(arguments)
+                    if truth is not False:
+                        deny, deny_reason = rule, EXPLICIT_DENY if truth else UNDECIDABLE_DENY
         if deny is not None:
-            return Decision(False, EXPLICIT_DENY, deny.described)
+            return Decision(False, deny_reason, deny.described)
         if allow is not None:
             return Decision(True, ALLOWED, allow.described)
         return Decision(False, DEFAULT_DENY)
@@ -199,22 +217,28 @@ class Snapshot:
         """Like :meth:`decide`, but keep every rule involved (slower; for explain and tests)."""
         decision = self.decide(principal, server, action, target, arguments)
         subjects = self.subjects_for(principal)
-        obj = canonical_target(target or "")
+        obj = check_target(target or "")
         if obj is None:
             return Evaluation(decision, subjects, None, (), ())
         matched: list[Rule] = []
         unmet: list[tuple[Rule, tuple[str, ...]]] = []
         any_args = arguments is ANY_ARGUMENTS
+        undecided: list[tuple[Rule, tuple[str, ...]]] = []
         for rule in sorted(self.candidates(subjects, server, action, obj), key=lambda r: r.order):
             if rule.cond is None or (any_args and rule.allow):
                 matched.append(rule)
-            elif any_args:
+                continue
+            if any_args:
                 unmet.append((rule, ("arguments unknown",)))
-            elif rule.cond.holds(arguments):
+                continue
+            truth = rule.cond.evaluate(arguments)
+            if truth is None:
+                undecided.append((rule, tuple(rule.cond.failing(arguments))))
+            if truth is True or (truth is None and not rule.allow):
                 matched.append(rule)
             else:
                 unmet.append((rule, tuple(rule.cond.failing(arguments))))
-        return Evaluation(decision, subjects, obj, tuple(matched), tuple(unmet))
+        return Evaluation(decision, subjects, obj, tuple(matched), tuple(unmet), tuple(undecided))
 
     @property
     def size(self) -> int:

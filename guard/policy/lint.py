@@ -10,7 +10,13 @@ Warnings (it loads, but probably does not say what its author meant):
 * unanchored-looking patterns -- ``read_file*`` also matches ``read_file_backup``; text that
   looks like a regular expression (``.*``, ``(a|b)``) is matched literally;
 * roles with no permissions, roles never granted (with ``known_roles``), cycles in ``g`` links;
-* servers that are not configured (with ``servers``).
+* servers that are not configured (with ``servers``);
+* deny conditions that compare exact text (``==``, ``in``, ``glob`` on a text value): a server
+  that trims or changes case lets ``" c001"`` past ``deny, id == C001``; the ``~`` operators
+  compare normalized text;
+* allow conditions that compare normalized text (``~==``, ``~in``, ``~glob``): they also admit
+  variants the server may read as a different value;
+* the legacy ``[*]`` quantifier in allow rules (write ``[all]``).
 
 "Covers" is decided conservatively (:func:`guard.policy.glob.covers`): a warning is only
 given when the shadowing is certain.
@@ -33,6 +39,8 @@ from guard.policy.model import (
 )
 from guard.policy.rules import BUILTIN_SOURCE, Link, ParsedPolicy, PolicyProblem, Rule, parse_policy_text
 
+_EXACT_POSITIVE = frozenset({"==", "in", "glob"})
+_FOLDED_POSITIVE = frozenset({"~==", "~in", "~glob"})
 _REGEX_HINT = re.compile(r"\.\*|\.\+|[()|+$\\]|\[\^")
 _WORDY = re.compile(r"[A-Za-z0-9]")
 
@@ -189,6 +197,25 @@ class _Checker:
             if role not in granted:
                 self.warn(line, f"{role} is never granted: no known token role and no g line leads to it")
 
+    def conditions(self) -> None:
+        for rule in self.rules:
+            if rule.cond is None:
+                continue
+            if rule.cond.uses_star:
+                self.warn(rule.line, "[*] is the legacy spelling of [all]; write [all] (or [any]) to say which")
+            for clause in rule.cond.clauses:
+                if rule.allow or clause.op not in _EXACT_POSITIVE:
+                    continue
+                if any(literal.kind == "text" for literal in clause.literals):
+                    self.warn(rule.line, f"deny condition {clause.text!r} compares exact text: a server that "
+                                         "trims or changes case lets variants through (' c001' for C001); use "
+                                         f"~{clause.op} to compare normalized text")
+            for clause in rule.cond.clauses:
+                if rule.allow and clause.op in _FOLDED_POSITIVE:
+                    self.warn(rule.line, f"allow condition {clause.text!r} compares normalized text: it also "
+                                         "allows variants (case, spaces) the server may read as another value; "
+                                         f"prefer {clause.op[1:]} in allow rules")
+
     def servers(self, servers: Collection[str] | None) -> None:
         if servers is None:
             return
@@ -222,6 +249,7 @@ def check_texts(model_text: str | None, policy_text: str, *, policy_name: str = 
     checker.actions()
     checker.patterns()
     checker.roles(known_roles)
+    checker.conditions()
     checker.servers(servers)
     problems.extend(checker.problems)
     problems.sort(key=lambda p: (p.severity != "error", p.source, p.line))

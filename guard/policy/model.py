@@ -63,9 +63,12 @@ e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
 # globMatch:    anchored glob; * = one path segment, ** = anything, a lone * = any value.
 # argsMatch:    the declarative cond column over a read-only view of the arguments
 #               (empty cond = no constraint); request data is never evaluated as code.
+#               Conditions are true, false or undecidable (missing argument, wrong type):
+#               an allow rule matches only when its condition is true, a deny rule
+#               unless it is false -- so an undecidable condition denies.
 [matchers]
 m = subjectMatch(r.sub, p.sub) && globMatch(r.srv, p.srv) && globMatch(r.act, p.act) \\
-    && globMatch(r.obj, p.obj) && argsMatch(r.args, p.cond)
+    && globMatch(r.obj, p.obj) && argsMatch(r.args, p.cond, p.eft)
 """
 
 REQUEST_TOKENS: Final = ("r_sub", "r_srv", "r_act", "r_obj", "r_args")
@@ -73,8 +76,10 @@ POLICY_TOKENS: Final = ("p_sub", "p_srv", "p_act", "p_obj", "p_eft", "p_cond")
 EFFECT: Final = "some(where (p_eft == allow)) && !some(where (p_eft == deny))"
 MATCHER: Final = (
     "subjectMatch(r_sub, p_sub) && globMatch(r_srv, p_srv) && globMatch(r_act, p_act) "
-    "&& globMatch(r_obj, p_obj) && argsMatch(r_args, p_cond)"
+    "&& globMatch(r_obj, p_obj) && argsMatch(r_args, p_cond, p_eft)"
 )
+LEGACY_MATCHER: Final = MATCHER.replace("argsMatch(r_args, p_cond, p_eft)", "argsMatch(r_args, p_cond)")
+"""The matcher before conditions became three-valued (refused with a pointer to the change)."""
 
 USER_PREFIX: Final = "user:"
 ROLE_PREFIX: Final = "role:"
@@ -170,10 +175,15 @@ def validate_model(text: str) -> ModelInfo:
             "[policy_effect] must be: e = some(where (p.eft == allow)) && !some(where (p.eft == deny)) "
             "(default deny, deny overrides)"
         )
+    if _squash(model["m"]["m"].value) == _squash(LEGACY_MATCHER):
+        raise ModelError(
+            "[matchers] uses argsMatch(r.args, p.cond); conditions are three-valued now and a deny rule "
+            "with an undecidable condition denies, which the matcher must say: use argsMatch(r.args, p.cond, p.eft)"
+        )
     if _squash(model["m"]["m"].value) != _squash(MATCHER):
         raise ModelError(
             "[matchers] differs from the matcher guard evaluates; keep: m = subjectMatch(r.sub, p.sub) && "
             "globMatch(r.srv, p.srv) && globMatch(r.act, p.act) && globMatch(r.obj, p.obj) && "
-            "argsMatch(r.args, p.cond)"
+            "argsMatch(r.args, p.cond, p.eft)"
         )
     return ModelInfo(text=text)

@@ -212,6 +212,10 @@ class _Builder:
         except ConditionError as exc:
             self.error(line, f"condition: {exc}")
             ok = False
+        if cond is not None and cond.uses_star and eft == "deny":
+            self.error(line, "condition: [*] is ambiguous in a deny rule; write [any] (deny if some element "
+                             "matches) or [all] (deny only if every element does)")
+            ok = False
         if ok:
             self.rules.append(Rule(len(self.rules), source, line, sub, globs[0], globs[1], globs[2],
                                    eft == "allow", cond))

@@ -12,10 +12,13 @@ class StarletteClient:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
+        self.disconnect_code: int | None = None
+        """The close code the connection ended with, as the server saw it (1007: invalid UTF-8)."""
 
     async def receive(self) -> str | bytes | None:
         message = await self._ws.receive()
         if message["type"] == "websocket.disconnect":
+            self.disconnect_code = message.get("code")
             return None
         text = message.get("text")
         if text is not None:

@@ -26,12 +26,11 @@ import re
 from typing import Any
 
 import httpx
-import orjson
 
 from guard import mcp
 from guard.config import UpstreamSettings
-from guard.errors import UpstreamClosed, UpstreamUnavailable
-from guard.jsonrpc import ErrorCode, Kind, Message, error_response, serialize
+from guard.errors import ParseError, UpstreamClosed, UpstreamUnavailable
+from guard.jsonrpc import ErrorCode, Kind, Message, error_response, loads, serialize
 from guard.tls import ssl_context_for
 from guard.transports.base import probe_tcp
 from guard.transports.sse import iter_events
@@ -157,6 +156,16 @@ class StreamableHttpUpstream:
             task.add_done_callback(self._tasks.discard)
 
     async def _post(self, text: str, message: Message, headers: dict[str, str]) -> None:
+        """POST one message; whatever happens, a request gets its answer or an error for its id."""
+        try:
+            await self._exchange(text, message, headers)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never a silently dead task holding an unanswered request
+            log.exception("upstream %s: failed to handle a reply", self._settings.name)
+            await self._answer_failed(message, f"upstream reply could not be handled ({type(exc).__name__})")
+
+    async def _exchange(self, text: str, message: Message, headers: dict[str, str]) -> None:
         try:
             async with self._client.stream("POST", self._url, content=text, headers=headers) as resp:
                 self._transport_failures = 0
@@ -170,7 +179,8 @@ class StreamableHttpUpstream:
                     return
                 if not 200 <= resp.status_code < 300:
                     await resp.aread()
-                    await self._answer_failed(message, f"upstream answered HTTP {resp.status_code}")
+                    await self._answer_failed(message, f"upstream answered HTTP {resp.status_code}",
+                                              status=resp.status_code)
                     return
                 await self._read_body(resp, message)
         except httpx.TransportError as exc:
@@ -184,37 +194,60 @@ class StreamableHttpUpstream:
                                           ErrorCode.UPSTREAM_UNAVAILABLE)
 
     async def _read_body(self, resp: httpx.Response, message: Message) -> None:
+        """Hand every JSON-RPC message of the reply to the relay; a request always gets an answer.
+
+        A JSON body holding one object is passed on as the upstream wrote it (decoded as UTF-8),
+        so :func:`guard.jsonrpc.parse` reads numbers and strings exactly as on every other
+        transport; only a JSON array (a 2025-03-26 batch reply) is split, with the same exact
+        decoder. A reply that ends without answering the POSTed request (invalid JSON, an SSE
+        stream that closes early) is answered -31011 here rather than left to time out.
+        """
+        answered = False
         ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "text/event-stream":
             async for event in iter_events(resp.aiter_lines()):
                 if event.event == "message" and event.data.strip():
-                    await self._deliver(event.data, message)
-            return
-        body = await resp.aread()
+                    answered = await self._deliver(event.data, message) or answered
+        else:
+            body = await resp.aread()
+            answered = await self._deliver_body(body, message)
+        if message.kind is Kind.REQUEST and not answered:
+            await self._answer_failed(message, "upstream reply did not answer the request")
+
+    async def _deliver_body(self, body: bytes, message: Message) -> bool:
         if not body.strip():
-            if message.kind is Kind.REQUEST:
-                await self._answer_failed(message, "upstream answered with an empty body")
-            return
+            return False
         try:
-            decoded = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            await self._answer_failed(message, "upstream answered with invalid JSON")
-            return
-        for item in decoded if isinstance(decoded, list) else [decoded]:
-            await self._deliver(serialize(item) if isinstance(item, dict) else orjson.dumps(item).decode(),
-                                message)
+            decoded = loads(body)
+        except ParseError as exc:
+            return exc.request_id is not None and await self._deliver(body.decode("utf-8", "replace"), message)
+        if isinstance(decoded, dict):
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:  # JSON in UTF-16/32: valid for json.loads, not for MCP
+                return False
+            return await self._deliver(text, message, decoded)
+        answered = False
+        for item in decoded if isinstance(decoded, list) else ():
+            if isinstance(item, dict):
+                answered = await self._deliver(serialize(item), message, item) or answered
+        return answered
 
-    async def _deliver(self, text: str, sent: Message) -> None:
+    async def _deliver(self, text: str, sent: Message, decoded: Any = None) -> bool:
+        """Queue one message for the relay; True if it is the response to ``sent``."""
+        if decoded is None:
+            try:
+                decoded = loads(text)
+            except ParseError as exc:  # the relay refuses it too, and answers the id it names
+                decoded = {"id": exc.request_id}
         if sent.method in (mcp.INITIALIZE, mcp.TOOLS_LIST):
-            self._learn(text, sent)
+            self._learn(decoded, sent)
         await self._incoming.put(text)
+        return (sent.kind is Kind.REQUEST and isinstance(decoded, dict) and "method" not in decoded
+                and decoded.get("id") == sent.id and type(decoded.get("id")) is type(sent.id))
 
-    def _learn(self, text: str, sent: Message) -> None:
+    def _learn(self, reply: Any, sent: Message) -> None:
         """Remember the negotiated version (initialize) and x-mcp-header params (tools/list)."""
-        try:
-            reply = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return
         if not isinstance(reply, dict) or reply.get("id") != sent.id:
             return
         result = reply.get("result")
@@ -230,10 +263,15 @@ class StreamableHttpUpstream:
                     if paths:
                         self._param_paths[tool["name"]] = paths
 
-    async def _answer_failed(self, message: Message, reason: str, code: int = ErrorCode.UPSTREAM_ERROR) -> None:
+    async def _answer_failed(self, message: Message, reason: str, code: int = ErrorCode.UPSTREAM_ERROR,
+                             status: int | None = None) -> None:
+        """Answer a request the upstream failed (-31004/-31011); ``data.status`` carries an HTTP status."""
         if message.kind is Kind.REQUEST and message.id is not None:
             text = "Upstream unavailable" if code == ErrorCode.UPSTREAM_UNAVAILABLE else "Upstream error"
-            err = error_response(message.id, code, text, {"reason": reason})
+            data: dict[str, Any] = {"reason": reason}
+            if status is not None:
+                data["status"] = status
+            err = error_response(message.id, code, text, data)
             await self._incoming.put(serialize(err))
         else:
             log.warning("upstream %s: %s", self._settings.name, reason)

@@ -214,9 +214,9 @@ class HttpFront:
         from guard.server import principal_key
 
         runtime = self.app.runtime
-        headers = {k.lower(): v for k, v in request.headers.items()}
         query = request.scope.get("query_string", b"").decode("latin-1")
-        outcome = await runtime.authenticate(name, headers, query, base_url=str(request.base_url))
+        # the headers as received (duplicates kept): a repeated Authorization or Origin is refused
+        outcome = await runtime.authenticate(name, request.headers, query, base_url=str(request.base_url))
         if not isinstance(outcome, Principal):
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=_client_addr(request),
                                               code=outcome.status, reason=outcome.reason))

@@ -118,13 +118,13 @@ class Opener:
         if refused is not None:
             return refusal_for_limit(refused)
         breaker = runtime.breakers.get(name)
-        if breaker is not None and not breaker.allow():
+        if breaker is not None and not breaker.accepts_connections():  # never takes the half-open probe
             runtime.connections.release(key)
             return Refusal(503, ErrorCode.CIRCUIT_OPEN, "Upstream temporarily unavailable", {"reason": "circuit_open"})
         info = SessionInfo(id=secrets.token_urlsafe(16), server=name, client_addr=addr, principal=principal)
         upstream = create_upstream(settings.upstreams[name], info.id, settings.server.max_message_bytes)
         try:
-            await self.app.start_upstream(info, upstream)
+            await self.app.start_upstream(info, upstream, key)
         except UpstreamUnavailable:
             runtime.connections.release(key)
             return Refusal(503, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable",

@@ -100,7 +100,9 @@ class StdioUpstream:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(proc.wait(), 1.0)
                 raise UpstreamClosed(self._exit_reason())
-            text = line.decode("utf-8", "replace").strip()
+            # Invalid UTF-8 is not replaced (that would alter the content silently): it becomes lone
+            # surrogates, which guard.jsonrpc.parse refuses, so the request it answers gets -31011.
+            text = line.decode("utf-8", "surrogateescape").strip()
             if text:
                 return text
 

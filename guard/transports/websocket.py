@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -24,8 +23,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from guard.config import UpstreamSettings
-from guard.errors import UpstreamClosed, UpstreamInterrupted, UpstreamUnavailable
-from guard.jsonrpc import Message
+from guard.errors import ParseError, UpstreamClosed, UpstreamInterrupted, UpstreamUnavailable
+from guard.jsonrpc import Message, loads
 from guard.tls import ssl_context_for
 
 log = logging.getLogger("guard.upstream.websocket")
@@ -119,7 +118,10 @@ class WebSocketUpstream:
         async with asyncio.timeout(self._settings.connect_timeout):
             while True:
                 frame = await ws.recv()
-                reply = json.loads(frame)
+                try:
+                    reply = loads(frame)  # the decoder every transport uses
+                except ParseError:
+                    continue
                 if isinstance(reply, dict) and reply.get("id") == request_id and "method" not in reply:
                     if "error" in reply:
                         raise ValueError("upstream refused the replayed initialize")

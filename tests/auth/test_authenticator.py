@@ -16,7 +16,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from guard.auth import Authenticator, AuthFailure, IssuerSettings
+from guard.auth.headers import HeaderSource
 from guard.context import ANONYMOUS, Principal
+from guard.errors import ConfigError
 from tests.auth.helpers import (
     ISSUER,
     NOW,
@@ -48,7 +50,7 @@ def auth(pem_file: Path, clock: FrozenClock) -> Authenticator:
     return Authenticator(settings(static_issuer(pem_file), resource="https://guard.example.test"), clock=clock)
 
 
-async def fail(auth: Authenticator, headers: dict[str, str], server: str = "demo", **kw: Any) -> AuthFailure:
+async def fail(auth: Authenticator, headers: HeaderSource, server: str = "demo", **kw: Any) -> AuthFailure:
     outcome = await auth.authenticate(server, headers, **kw)
     assert isinstance(outcome, AuthFailure), outcome
     return outcome
@@ -234,19 +236,51 @@ async def test_several_issuers_each_with_their_own_keys(
     (tmp_path / "ec.pem").write_bytes(ec.public_pem)
     (tmp_path / "rsa.pem").write_bytes(rsa.public_pem)
     first = IssuerSettings(issuer=ISSUER, algorithms=("ES256",), public_keys=(tmp_path / "ec.pem",))
-    second = IssuerSettings(issuer="https://auth0.example.test/", algorithms=("RS256",),
+    second = IssuerSettings(issuer="https://auth0.example.test/", algorithms=("RS256",), alias="partner",
                             public_keys=(tmp_path / "rsa.pem",), audience=("https://api.example.test",),
                             roles_claim=("https://example.test/roles",))
     auth = Authenticator(settings(first, second), clock=clock)
     p1 = await auth.authenticate("demo", bearer(sign(ec)))
-    assert isinstance(p1, Principal) and p1.issuer == ISSUER
+    assert isinstance(p1, Principal) and p1.issuer == ISSUER and p1.namespace is None
     token = sign(rsa, claims(iss="https://auth0.example.test/", aud="https://api.example.test",
                              **{"https://example.test/roles": ["admin"]}))
     p2 = await auth.authenticate("demo", bearer(token))
     assert isinstance(p2, Principal) and p2.issuer == "https://auth0.example.test/" and p2.roles == ("admin",)
+    assert p2.namespace == "partner"
     # issuer one's key cannot vouch for issuer two's tokens
     cross = sign(ec, claims(iss="https://auth0.example.test/", aud="https://api.example.test"))
     assert (await fail(auth, bearer(cross))).reason == "algorithm_not_allowed"
+
+
+async def test_two_issuers_without_aliases_are_refused(tmp_path: Path, ec: TestKey, clock: FrozenClock) -> None:
+    """Both would be named user:<sub>: one issuer's 'alice' or 'admin' would be the other's."""
+    (tmp_path / "ec.pem").write_bytes(ec.public_pem)
+    first = IssuerSettings(issuer=ISSUER, algorithms=("ES256",), public_keys=(tmp_path / "ec.pem",))
+    second = IssuerSettings(issuer="https://other.example.test/", algorithms=("ES256",),
+                            public_keys=(tmp_path / "ec.pem",))
+    with pytest.raises(ConfigError) as info:
+        Authenticator(settings(first, second), clock=clock)
+    assert "alias" in str(info.value.problems)
+
+
+async def test_home_issuer_cannot_mint_names_in_an_aliased_issuers_namespace(
+    tmp_path: Path, ec: TestKey, rsa: TestKey, clock: FrozenClock
+) -> None:
+    """The issuer without alias names its principals user:<sub>: a sub 'partner/bob' would be the
+    partner issuer's bob, and a role 'partner/admin' the partner's admin. Refused / dropped."""
+    (tmp_path / "ec.pem").write_bytes(ec.public_pem)
+    (tmp_path / "rsa.pem").write_bytes(rsa.public_pem)
+    home = IssuerSettings(issuer=ISSUER, algorithms=("ES256",), public_keys=(tmp_path / "ec.pem",))
+    partner = IssuerSettings(issuer="https://partner.example.test/", algorithms=("RS256",), alias="partner",
+                             public_keys=(tmp_path / "rsa.pem",))
+    auth = Authenticator(settings(home, partner), clock=clock)
+    assert (await fail(auth, bearer(sign(ec, claims(sub="partner/bob"))))).reason == "invalid_subject"
+    p = await auth.authenticate("demo", bearer(sign(ec, claims(roles=["partner/admin", "analyst"]))))
+    assert isinstance(p, Principal) and p.roles == ("analyst",)
+    # the aliased issuer's own names may contain anything: they are prefixed
+    q = await auth.authenticate("demo", bearer(sign(rsa, claims(iss="https://partner.example.test/",
+                                                                 sub="home/x", roles=["partner/admin"]))))
+    assert isinstance(q, Principal) and q.subject == "home/x" and q.roles == ("partner/admin",)
 
 
 # --- principal mapping -----------------------------------------------------------------------
@@ -368,3 +402,26 @@ def test_key_file_that_went_bad_after_parsing_is_a_config_error(tmp_path: Path) 
     path = tmp_path / "gone.pem"
     with pytest.raises(ConfigError):
         Authenticator(settings(static_issuer(path)))
+
+
+# --- repeated security headers -----------------------------------------------------------------
+
+async def test_two_authorization_headers_are_refused_whatever_their_order(pem_file: Path, clock: FrozenClock,
+                                                                         ec: TestKey) -> None:
+    """Whichever copy a front proxy reads, guard must not read another: two are refused, 400."""
+    from starlette.datastructures import Headers
+
+    auth = Authenticator(settings(static_issuer(pem_file)), clock=clock)
+    good = f"Bearer {sign(ec)}"
+    for raw in ([("Authorization", good), ("authorization", "Bearer x.y.z")],
+                [("authorization", "Bearer x.y.z"), ("AUTHORIZATION", good)],
+                [(b"authorization", good.encode()), (b"authorization", good.encode())],
+                Headers(raw=[(b"authorization", good.encode()), (b"authorization", b"Basic YTpi")])):
+        failure = await fail(auth, raw)
+        assert (failure.status, failure.reason) == (400, "duplicate_authorization")
+        assert 'error="invalid_request"' in failure.headers["WWW-Authenticate"]
+    failure = await fail(auth, [("authorization", good), ("origin", "https://a.test"), ("Origin", "https://b.test")])
+    assert (failure.status, failure.reason) == (400, "duplicate_origin")
+    ok = await auth.authenticate("demo", Headers(raw=[(b"authorization", good.encode()), (b"x-a", b"1"),
+                                                      (b"x-a", b"2")]))
+    assert isinstance(ok, Principal)

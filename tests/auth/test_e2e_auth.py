@@ -156,6 +156,41 @@ async def test_disallowed_origin_is_refused_with_403_before_the_upgrade(dev_key:
     assert response.status_code == 403
 
 
+async def raw_handshake(base: str, path: str, header_lines: list[str]) -> tuple[int, bytes]:
+    """Send a WebSocket upgrade request byte for byte (duplicates as written); the status and raw answer."""
+    host, port = base.removeprefix("ws://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Upgrade: websocket", "Connection: Upgrade",
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version: 13",
+             "Sec-WebSocket-Protocol: mcp", *header_lines]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(65536), 10)
+    writer.close()
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer
+
+
+async def test_two_authorization_headers_are_refused_before_the_upgrade(dev_key: Any) -> None:
+    """A front proxy reading the first Authorization and guard the last would see two different users:
+    a request with two is refused (400 invalid_request), whichever of the two is valid."""
+    alice = mint(dev_key)
+    bob = mint_dev_token(dev_key[0], subject="bob", roles=("admin",), ttl=300, issuer=ISS, audience=(AUD,))
+    async with guard(config(dev_key[1], demo())) as base:
+        status, answer = await raw_handshake(base, "/mcp/demo", [f"Authorization: Bearer {alice}",
+                                                                  f"Authorization: Bearer {bob}"])
+        assert status == 400 and b"101 Switching" not in answer
+        assert b'error="invalid_request"' in answer
+        status, _ = await raw_handshake(base, "/mcp/demo", [f"Authorization: Bearer {alice}",
+                                                             "authorization: Basic YTpi"])
+        assert status == 400
+        status, _ = await raw_handshake(base, "/mcp/demo", [f"Authorization: Bearer {alice}",
+                                                             "Origin: http://127.0.0.1", "Origin: https://evil.test"])
+        assert status == 400
+        status, answer = await raw_handshake(base, "/mcp/demo", [f"Authorization: Bearer {alice}"])
+        assert status == 101, answer  # one header: the handshake goes through
+
+
 async def test_rfc9728_metadata_is_served_and_matches_the_challenge(dev_key: Any) -> None:
     async with guard(config(dev_key[1], demo())) as base:
         response = await refused(f"{base}/mcp/demo", {})

@@ -254,3 +254,30 @@ def test_max_token_bytes_is_bounded(tmp_path: Path, value: int) -> None:
 def test_allowed_origins_must_be_origins(tmp_path: Path, origin: str) -> None:
     found = problems_for({"anonymous_servers": ["demo"], "allowed_origins": [origin]}, tmp_path)
     assert any("allowed_origins" in p for p in found)
+
+
+def test_a_single_issuer_needs_no_alias(tmp_path: Path) -> None:
+    """Existing single-issuer configurations keep working unchanged: names stay user:<sub>."""
+    s = ok({"audience": AUDIENCE, "issuers": [jwks_issuer()]}, tmp_path)
+    assert s.issuers[0].alias is None
+
+
+def test_several_issuers_need_aliases_for_all_but_one(tmp_path: Path) -> None:
+    two = [jwks_issuer(), jwks_issuer(issuer="https://partner.example.test")]
+    found = problems_for({"audience": AUDIENCE, "issuers": two}, tmp_path)
+    assert any("auth.issuers: several issuers without an alias" in p for p in found)
+    two[1]["alias"] = "partner"
+    s = ok({"audience": AUDIENCE, "issuers": two}, tmp_path)
+    assert [i.alias for i in s.issuers] == [None, "partner"]
+
+
+@pytest.mark.parametrize("alias", ["", "a/b", "a:b", "-x", "x" * 33, "spa ce"])
+def test_bad_aliases_are_refused(tmp_path: Path, alias: str) -> None:
+    found = problems_for({"audience": AUDIENCE, "issuers": [jwks_issuer(alias=alias)]}, tmp_path)
+    assert alias == "" or any("alias" in p for p in found), found
+
+
+def test_duplicate_aliases_are_refused(tmp_path: Path) -> None:
+    found = problems_for({"audience": AUDIENCE, "issuers": [
+        jwks_issuer(alias="p"), jwks_issuer(issuer="https://other.example.test", alias="p")]}, tmp_path)
+    assert any("alias 'p' is used by another issuer" in p for p in found)

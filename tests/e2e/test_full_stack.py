@@ -5,7 +5,8 @@ Proves, with the official SDK 2.x client and a recording demo upstream:
 * the model sees tokens, never raw values;
 * a principal whose policy grants ``pii/reveal`` gets the original restored upstream;
 * a principal without it cannot restore (the upstream sees only the token);
-* a tampered token is rejected (-31010) and never reaches the upstream;
+* a tampered token never reaches the upstream: -31001 where an argument rule would have to judge
+  it (``send_message``'s ``to``), -31010 from the PII stage where none does;
 * the audit log verifies intact and holds none of the personal data or tokens.
 """
 
@@ -78,8 +79,11 @@ async def test_reveal_round_trip_is_governed_by_policy(tmp_path: Path) -> None:
             assert not sent.is_error
             assert EMAIL not in json.dumps(sent.model_dump(mode="json"))  # the echo is protected again
             tampered = token[:-6] + ("A" if token[-6] != "A" else "B") + token[-5:]
-            with pytest.raises(MCPError) as info:
+            with pytest.raises(MCPError) as info:  # the argument rule on "to" cannot judge it: not allowed
                 await bob.call_tool("send_message", {"to": tampered, "body": "x"})
+            assert info.value.error.code == -31001
+            with pytest.raises(MCPError) as info:  # no condition reads it: the PII stage refuses it
+                await bob.call_tool("find_customer", {"query": tampered})
             assert info.value.error.code == -31010
 
         async with await session("dora") as dora:

@@ -76,7 +76,8 @@ async def test_closing_the_response_stream_cancels_the_request_upstream(tmp_path
                 break
             await asyncio.sleep(0.05)
         cancel = next(m for m in received(record) if m.get("method") == "notifications/cancelled")
-        assert cancel["params"]["requestId"] == 41
+        hung = next(m for m in received(record) if m.get("method") == "test/hang")
+        assert cancel["params"]["requestId"] == hung["id"]  # the id the upstream knows the request by
         for _ in range(100):  # the session that served the cancelled request is retired, not reused
             try:
                 os.kill(pid, 0)

@@ -53,9 +53,11 @@ async def test_upstream_hang_times_out_opens_breaker_and_recovers(tmp_path: Path
     record = tmp_path / "rec.jsonl"
     cfg = scripted({"env": {"RECORD": str(record)}, "call_timeout": 0.5, "breaker_failures": 2,
                     "breaker_reset": 1.0})
-    async with running_guard(cfg) as base, connect(f"{base}/mcp/s", subprotocols=["mcp"]) as ws:
+    async with running_guard(cfg) as base, connect(f"{base}/mcp/s", subprotocols=["mcp"]) as ws, \
+            connect(f"{base}/mcp/s", subprotocols=["mcp"], local_addr=("127.0.0.2", 0)) as other:
+        # Two anonymous principals (one per address): one alone cannot open the breaker.
         first = await call(ws, req(1, "test/hang"))
-        second = await call(ws, req(2, "test/hang"))
+        second = await call(other, req(2, "test/hang"))
         assert first["error"]["code"] == -31005 and second["error"]["code"] == -31005
         fast = await call(ws, req(3, "ping"))
         assert fast["error"]["code"] == -31013 and fast["error"]["data"] == {"reason": "circuit_open"}
@@ -64,9 +66,10 @@ async def test_upstream_hang_times_out_opens_breaker_and_recovers(tmp_path: Path
         assert probe["result"]["method"] == "ping"
         assert (await call(ws, req(5, "ping")))["result"]["method"] == "ping"
     forwarded = [json.loads(line) for line in record.read_text().splitlines()]
-    cancels = [m for m in forwarded if m.get("method") == "notifications/cancelled"]
-    assert {c["params"]["requestId"] for c in cancels} == {1, 2}
-    assert 3 not in {m.get("id") for m in forwarded}
+    hung = [m["id"] for m in forwarded if m.get("method") == "test/hang"]  # one child per session
+    cancels = [m["params"]["requestId"] for m in forwarded if m.get("method") == "notifications/cancelled"]
+    assert sorted(cancels) == sorted(hung) and len(hung) == 2
+    assert [m.get("method") for m in forwarded].count("ping") == 2  # request 3 never reached the upstream
 
 
 async def test_slow_reader_keeps_guard_memory_bounded() -> None:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import base64
+import copy
 import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from guard.context import ANONYMOUS, Principal
 from guard.crypto.aead import InvalidField, KeyRing, b64url, hash_field, open_field, unb64url
+from guard.jsonrpc import Kind
 from guard.pii import keys
+from guard.pii.opening import TokenOpener
 from guard.pii.rules import ActionSpec
-from guard.pii.tokens import TOKEN_RE, Binding, apply_action, open_token, parse_token
+from guard.pii.tokens import TOKEN_RE, Binding, apply_action, binding_for, open_token, parse_token
+from guard.policy.conditions import UNDECIDABLE
 from tests.pii.conftest import FIXED_SECRET, OTHER_SECRET, fixed_random
 
 B = Binding("dep-a")
@@ -200,3 +207,109 @@ def test_guard_keys_generate_writes_a_pii_keyring(tmp_path: Path) -> None:
     ring = keys.load_keyring_file(generated.files[0])
     again = devkeys.generate_pii_keyring(tmp_path, overwrite=True)
     assert not again.created and keys.load_keyring_file(again.files[0]).secrets == ring.secrets
+
+
+# -- principal binding ---------------------------------------------------------------------------
+
+ALICE = Principal(subject="alice", issuer="https://idp-a", tenant="acme")
+BOB = Principal(subject="bob", issuer="https://idp-a", tenant="acme")
+ALICE_ELSEWHERE = Principal(subject="alice", issuer="https://idp-b", tenant="acme")
+
+
+def bound(principal: Principal, *, bind_principal: bool = True, bind_tenant: bool = False) -> Binding:
+    return binding_for("dep-a", principal, bind_tenant=bind_tenant, bind_principal=bind_principal)
+
+
+@pytest.mark.parametrize("kind", ["encrypt", "tokenize"])
+def test_token_bound_to_principal_does_not_open_for_another(ring: KeyRing, kind: str) -> None:
+    """A token minted in alice's session opens for alice only: not for bob, not for an 'alice' of
+    another issuer, not for anonymous clients."""
+    t = token(ring, kind, binding=bound(ALICE))
+    assert open_token(ring, bound(ALICE), t)[1] == EMAIL
+    for other in (BOB, ALICE_ELSEWHERE, ANONYMOUS):
+        with pytest.raises(InvalidField):
+            open_token(ring, bound(other), t)
+
+
+def test_deterministic_tokens_are_not_comparable_across_principals(ring: KeyRing) -> None:
+    """The equality oracle: bob obtaining the token of a guessed value (through any tool echoing its
+    input) can no longer compare it with the token alice was shown."""
+    assert token(ring, "tokenize", binding=bound(ALICE)) != token(ring, "tokenize", binding=bound(BOB))
+    assert token(ring, "tokenize", binding=bound(ALICE)) == token(ring, "tokenize", binding=bound(ALICE))
+    assert token(ring, "hash", binding=bound(ALICE)) != token(ring, "hash", binding=bound(BOB))
+
+
+def test_principal_binding_off_keeps_the_unbound_form(ring: KeyRing) -> None:
+    """With bind_principal = false tokens travel between principals, and are the tokens guard minted
+    before principal binding existed (the associated data is unchanged)."""
+    t = token(ring, binding=B)
+    assert bound(ALICE, bind_principal=False) == B
+    assert open_token(ring, bound(BOB, bind_principal=False), t)[1] == EMAIL
+    with pytest.raises(InvalidField):
+        open_token(ring, bound(BOB), t)
+
+
+# -- the authorize stage's view: tokens opened as the PII stage restores them ------------------
+
+def opener(ring: KeyRing | None, **kw: Any) -> TokenOpener:
+    kw.setdefault("bind_principal", True)
+    return TokenOpener(ring, "dep-a", bind_tenant=False, undecidable=UNDECIDABLE, **kw)
+
+
+def call(arguments: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "send", "arguments": arguments}}
+
+
+def test_view_opens_tokens_where_the_pii_stage_restores_them(ring: KeyRing) -> None:
+    t = token(ring, "tokenize", binding=bound(ALICE))
+    escaped = json.dumps({"to": t}).replace("<", "\\u003c").replace("p", "\\u0070", 1)
+    payload = call({"to": t, "body": f"Hi {t}!", "cc": [t], "meta": json.dumps({"x": t}), "esc": escaped})
+    before = copy.deepcopy(payload)
+    params = opener(ring)(payload, Kind.REQUEST, "tools/call", ALICE)
+    args = params["arguments"]
+    assert args["to"] == EMAIL and args["body"] == f"Hi {EMAIL}!" and args["cc"] == [EMAIL]
+    assert json.loads(args["meta"]) == {"x": EMAIL}
+    assert json.loads(args["esc"]) == {"to": EMAIL}, "embedded JSON escapes are decoded as the walker decodes them"
+    assert payload == before, "the message itself is never changed"
+
+
+def test_view_marks_a_value_whose_token_does_not_open_as_undecidable(ring: KeyRing) -> None:
+    mine, theirs = token(ring, binding=bound(ALICE)), token(ring, binding=bound(BOB))
+    payload = call({"to": theirs, "cc": [mine, f"x {theirs}"], "subject": "hello", "tampered": mine[:-3] + "AAA>",
+                    "fake": "<pii:EMAIL_ADDRESS:k1:short>"})
+    args = opener(ring)(payload, Kind.REQUEST, "tools/call", ALICE)["arguments"]
+    assert args["to"] is UNDECIDABLE and args["cc"] == [EMAIL, UNDECIDABLE]
+    assert args["tampered"] is UNDECIDABLE and args["fake"] is UNDECIDABLE
+    assert args["subject"] == "hello"
+    assert opener(None)(call({"to": mine}), Kind.REQUEST, "tools/call", ALICE)["arguments"]["to"] is UNDECIDABLE
+
+
+def test_view_without_tokens_is_the_params_object_itself(ring: KeyRing) -> None:
+    payload = call({"to": "ada@example.com", "n": [1, 2, {"deep": "pii"}]})
+    assert opener(ring)(payload, Kind.REQUEST, "tools/call", ALICE) is payload["params"]
+
+
+def test_view_of_an_unopenable_token_inside_a_blob_makes_everything_undecidable(ring: KeyRing) -> None:
+    foreign = token(ring, binding=bound(BOB))
+    blob = base64.b64encode(f"to {foreign}".encode()).decode()
+    answer = {"content": {"type": "image", "mimeType": "image/png", "data": blob}}
+    payload = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+               "params": {"name": "t", "arguments": {"x": "y"}, "inputResponses": {"r1": answer}}}
+    assert opener(ring, scan_blobs=True)(payload, Kind.REQUEST, "tools/call", ALICE) is UNDECIDABLE
+    assert opener(ring)(payload, Kind.REQUEST, "tools/call", ALICE) is payload["params"], "blobs not scanned"
+
+
+def test_principal_binding_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    from guard import configtools as ct
+    from guard.pii.settings import parse_pii
+
+    ring_doc = keys.dump_keyring(KeyRing("k1", {"k1": FIXED_SECRET}))
+    rules = str(Path(__file__).resolve().parents[2] / "policies" / "pii.toml")
+    for raw, expected in (({}, True), ({"bind_principal": False}, False)):
+        problems = ct.Problems()
+        pii = parse_pii({"rules": rules, "keyring_env": "RING", **raw}, problems, tmp_path, environ={"RING": ring_doc})
+        assert not problems.items and pii.bind_principal is expected
+    problems = ct.Problems()
+    parse_pii({"rules": rules, "keyring_env": "RING", "bind_principal": "yes"}, problems, tmp_path,
+              environ={"RING": ring_doc})
+    assert any("bind_principal" in p for p in problems.items)

@@ -31,6 +31,8 @@ p, role:support, demo, tools/call, send_message, allow, to glob *@example.com
 p, role:support, demo, sampling/createMessage, *, allow, maxTokens <= 1000
 p, *, demo, roots/list, *, deny
 p, role:analyst, demo, resources/read, customers://directory, deny
+p, role:analyst, demo, completion/complete, summarize_customer, allow
+p, role:analyst, demo, completion/complete, customers://{customer_id}, allow
 """
 
 ANALYST = Principal(subject="alice", roles=("analyst",))
@@ -92,6 +94,37 @@ async def test_argument_rule_is_enforced_on_the_request() -> None:
     bad = c2s_request(SUPPORT, "tools/call", {"name": "send_message", "arguments": {"to": "a@evil.test"}})
     assert not (await stage().process(ok)).rejected
     assert (await stage().process(bad)).rejected
+
+
+@pytest.mark.parametrize(
+    ("ref", "allowed"),
+    [
+        ({"type": "ref/prompt", "name": "summarize_customer"}, True),
+        ({"type": "ref/resource", "uri": "customers://{customer_id}"}, True),
+        ({"type": "ref/resource", "uri": "customers://directory"}, False),
+        # the attack: a denied URI with an allowed prompt's name added used to be authorized by the name
+        ({"type": "ref/resource", "uri": "customers://directory", "name": "summarize_customer"}, False),
+        ({"type": "ref/prompt", "name": "summarize_customer", "uri": "customers://directory"}, False),
+        ({"type": "ref/other", "name": "summarize_customer"}, False),
+        ({"name": "summarize_customer"}, False),
+        (None, False),
+    ],
+)
+async def test_completion_target_follows_ref_type(ref: Any, allowed: bool) -> None:
+    ctx = c2s_request(ANALYST, "completion/complete", {"ref": ref, "argument": {"name": "customer_id", "value": "C"}})
+    verdict = await stage().process(ctx)
+    assert verdict.rejected is not allowed
+    if not allowed and ctx.target is None:
+        assert ctx.decision == Decision(False, "invalid_target", None)
+
+
+@pytest.mark.parametrize("params", [{}, {"name": 5}, {"arguments": {}}])
+async def test_a_call_without_a_target_is_denied_without_consulting_the_rules(params: dict[str, Any]) -> None:
+    """``p, role:admin, demo, *, *, allow`` would match an empty target; a malformed call is refused instead."""
+    admin_stage = AuthorizeStage(Authorizer(snapshot("p, role:admin, demo, *, *, allow\n")))
+    ctx = c2s_request(Principal("root", ("admin",)), "tools/call", params)
+    verdict = await admin_stage.process(ctx)
+    assert verdict.rejected and ctx.decision == Decision(False, "invalid_target", None)
 
 
 @pytest.mark.parametrize(
@@ -318,3 +351,62 @@ async def test_from_settings_loads_and_watches(tmp_path: Path) -> None:
     assert not built.store.status()["watching"]
     with pytest.raises(ValueError):
         AuthorizeStage.from_settings(PolicySettings())
+
+
+# -- tokens are judged as the values they open to ------------------------------------------------
+
+def _token_stage(policy: str) -> tuple[AuthorizeStage, Any]:
+    from guard.crypto.aead import KeyRing
+    from guard.pii.opening import TokenOpener
+    from guard.pii.rules import ActionSpec
+    from guard.pii.tokens import apply_action, binding_for
+    from guard.policy.conditions import UNDECIDABLE
+
+    ring = KeyRing("k1", {"k1": bytes(range(32))})
+    view = TokenOpener(ring, "dep", bind_tenant=False, bind_principal=True, undecidable=UNDECIDABLE)
+
+    def mint(value: str, principal: Principal) -> str:
+        binding = binding_for("dep", principal, bind_tenant=False, bind_principal=True)
+        return apply_action(ActionSpec("tokenize"), "EMAIL_ADDRESS", value, ring, binding)
+
+    return AuthorizeStage(Authorizer(snapshot(policy)), argument_view=view), mint
+
+
+async def test_token_is_judged_as_the_value_it_opens_to() -> None:
+    stage_, mint = _token_stage(POLICY)
+
+    async def send(to: str, who: Principal = SUPPORT) -> MessageContext:
+        ctx = c2s_request(who, "tools/call", {"name": "send_message", "arguments": {"to": to}})
+        await stage_.process(ctx)
+        return ctx
+
+    assert (await send(mint("ada@example.com", SUPPORT))).decision.allowed  # type: ignore[union-attr]
+    assert not (await send(mint("attacker@evil.example", SUPPORT))).decision.allowed  # type: ignore[union-attr]
+    other = Principal(subject="carl", roles=("support",))
+    foreign = await send(mint("ada@example.com", other))  # minted for carl, used by bob: does not open
+    assert foreign.decision == Decision(False, "default_deny", None)
+    assert "<pii:" in foreign.message.params["arguments"]["to"], "the view is never forwarded"
+
+
+async def test_a_token_that_does_not_open_makes_a_deny_apply() -> None:
+    stage_, mint = _token_stage("p, role:admin, demo, *, *, allow\n"
+                                "p, *, demo, tools/call, delete_customer, deny, customer_id ~== C001\n")
+    admin, other = Principal("root", ("admin",)), Principal("eve", ("admin",))
+    ctx = c2s_request(admin, "tools/call", {"name": "delete_customer",
+                                            "arguments": {"customer_id": mint("C002", other)}})
+    assert (await stage_.process(ctx)).rejected
+    assert ctx.decision is not None and ctx.decision.reason == "undecidable_condition"
+    ctx = c2s_request(admin, "tools/call", {"name": "delete_customer",
+                                            "arguments": {"customer_id": mint(" c001", admin)}})
+    assert (await stage_.process(ctx)).rejected and ctx.decision.reason == "explicit_deny"  # type: ignore[union-attr]
+
+
+async def test_a_failing_argument_view_fails_closed() -> None:
+    def broken(*_: Any) -> Any:
+        raise RuntimeError("boom")
+
+    stage_ = AuthorizeStage(Authorizer(snapshot(POLICY)), argument_view=broken)
+    ctx = c2s_request(SUPPORT, "tools/call", {"name": "send_message", "arguments": {"to": "a@example.com"}})
+    assert (await stage_.process(ctx)).rejected
+    ok = c2s_request(SUPPORT, "tools/call", {"name": "find_customer", "arguments": {"query": "x"}})
+    assert not (await stage_.process(ok)).rejected  # unconditional rules do not read the arguments

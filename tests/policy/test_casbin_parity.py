@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from guard.context import Principal
 from guard.policy.casbin_ref import build_enforcer, casbin_decide
+from guard.policy.conditions import UNDECIDABLE
 from guard.policy.model import MODEL_TEXT
 from guard.policy.store import build_snapshot
 from tests.policy.conftest import POLICIES
@@ -17,7 +18,8 @@ SUBJECTS = ["*", "user:a", "user:b", "role:x", "role:y", "role:z", "anonymous"]
 SERVERS = ["demo", "other", "*", "d*", "**"]
 ACTIONS = ["tools/call", "tools/*", "*", "resources/read", "ping", "notifications/**"]
 OBJECTS = ["find_a", "find_*", "*", "f:///s/**", "f:///s/*", "x?", "find_a_b"]
-CONDS = ["", "n == 1", "p under /s", "n in 1|2", "n != 1", "q absent", "n <= 1"]
+CONDS = ["", "n == 1", "p under /s", "n in 1|2", "n != 1", "q absent", "n <= 1", "n ~== a", "n ~!= A",
+         "l[any] == 1", "l[all] <= 1", "n > 1 && q absent", "p ~glob /S/*", "n == true"]
 
 rule_lines = st.builds(
     lambda sub, srv, act, obj, eft, cond: ", ".join(["p", sub, srv, act, obj, eft] + ([cond] if cond else [])),
@@ -32,11 +34,13 @@ requests = st.tuples(
     st.sampled_from(["demo", "other", "dx"]),
     st.sampled_from(["tools/call", "resources/read", "ping", "notifications/a/b", "tools/list"]),
     st.sampled_from(["find_a", "find_b", "x1", "f:///s/t", "f:///s/t/u", "f:///s/../t", "", "find_a_b"]),
-    st.sampled_from([None, {}, {"n": 1}, {"n": 2}, {"n": "1"}, {"p": "/s/a"}, {"p": "/s/../a"}, {"q": 1}]),
+    st.sampled_from([None, {}, {"n": 1}, {"n": 2}, {"n": "1"}, {"p": "/s/a"}, {"p": "/s/../a"}, {"q": 1},
+                     {"n": ["1"]}, {"n": None}, {"n": " A "}, {"n": True}, {"n": UNDECIDABLE}, UNDECIDABLE,
+                     {"l": [1, 2]}, {"l": [0, 1]}, {"l": []}, {"l": "1"}, {"l": [1, "x"]}, {"p": "rel"}]),
 )
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.one_of(rule_lines, link_lines), max_size=14), st.lists(requests, min_size=1, max_size=12))
 def test_engine_agrees_with_casbin_enforcer(lines: list[str], reqs: list[tuple[Any, ...]]) -> None:
     snap = build_snapshot(MODEL_TEXT, "\n".join(lines))

@@ -68,7 +68,8 @@ rule = "p, role:analyst, demo, tools/call, find_*, allow"
     assert code == 1
     assert "FAIL  admin may delete C001 (wrong on purpose)" in out
     assert "expected allow, got deny" in out
-    assert "decided:  deny (explicit_deny) by p, *, demo, tools/call, delete_customer, deny, customer_id == C001" in out
+    assert ("decided:  deny (explicit_deny) by p, *, demo, tools/call, delete_customer, deny, "
+            "customer_id ~== C001") in out
     assert "expected rule 'p, role:analyst, demo, tools/call, find_*, allow', got " \
            "'p, role:analyst, demo, tools/call, find_customer, allow'" in out
     assert "PASS: 0/2" in out and "FAIL: 2/2" in out
@@ -137,7 +138,7 @@ def test_explain_shows_decision_rules_and_casbin(capsys: pytest.CaptureFixture[s
                        "delete_customer", "--args", '{"customer_id": "C001"}')
     assert code == 0
     assert "decision:  DENY (explicit_deny)" in out
-    assert "p, *, demo, tools/call, delete_customer, deny, customer_id == C001" in out
+    assert "p, *, demo, tools/call, delete_customer, deny, customer_id ~== C001" in out
     assert "allow  policy.csv:" in out and "p, role:admin, demo, *, *, allow" in out
     assert "holds:     *, role:admin, role:analyst, role:support, user:root" in out
     assert "casbin:    deny (reference enforcer agrees)" in out
@@ -164,3 +165,38 @@ def test_explain_bad_args_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "policy", "explain", "--policy", str(POLICIES / "policy.csv"), "--anonymous",
                        "--server", "demo", "--method", "ping", "--args", "{not json")
     assert code == 2 and "--args is not JSON" in err
+
+
+def test_check_warns_about_exact_text_in_deny_conditions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``deny, id == C001`` lets ``" c001"`` through a server that normalizes: check says so."""
+    policy = tmp_path / "policy.csv"
+    policy.write_text(
+        "p, role:a, demo, tools/call, *, allow\n"
+        "p, *, demo, tools/call, delete, deny, id == C001\n"            # exact text in a deny: warn
+        "p, *, demo, tools/call, send, deny, to glob *@evil.example\n"  # exact glob in a deny: warn
+        "p, *, demo, tools/call, wipe, deny, id in a|b\n"               # exact in: warn
+        "p, *, demo, tools/call, drop, deny, id ~== C001\n"             # normalized: fine
+        "p, *, demo, tools/call, big, deny, limit > 1000\n"             # numbers: fine
+        "p, *, demo, tools/call, other, deny, id != C001\n"             # != denies the variants: fine
+        "p, role:a, demo, tools/call, copy, allow, paths[*] under /srv\n"  # legacy [*]: warn
+        "p, role:a, demo, tools/call, mail, allow, to ~glob *@example.com\n",  # normalized in an allow: warn
+        encoding="utf-8")
+    code, out, _ = run(capsys, "policy", "check", "--policy", str(policy))
+    assert code == 0, out
+    assert ":2: warning: deny condition 'id == C001' compares exact text" in out and "use ~==" in out
+    assert ":3: warning: deny condition 'to glob *@evil.example' compares exact text" in out
+    assert ":4: warning: deny condition 'id in a|b' compares exact text" in out
+    for line in (5, 6, 7):
+        assert f":{line}: warning" not in out
+    assert ":8: warning: [*] is the legacy spelling of [all]" in out
+    assert ":9: warning: allow condition 'to ~glob *@example.com' compares normalized text" in out
+
+
+def test_model_with_the_two_argument_args_match_is_refused_with_a_pointer(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model.conf"
+    model.write_text((POLICIES / "model.conf").read_text().replace("argsMatch(r.args, p.cond, p.eft)",
+                                                                    "argsMatch(r.args, p.cond)"))
+    code, out, _ = run(capsys, "policy", "check", "--policy", str(POLICIES / "policy.csv"), "--model", str(model))
+    assert code == 1
+    assert "use argsMatch(r.args, p.cond, p.eft)" in out

@@ -13,6 +13,7 @@ from guard.policy.engine import (
     DEFAULT_DENY,
     EXPLICIT_DENY,
     INVALID_TARGET,
+    UNDECIDABLE_DENY,
     Authorizer,
     Snapshot,
 )
@@ -59,6 +60,12 @@ CASES: list[tuple[str, Principal, str, str, str | None, Any, bool, str]] = [
      {"customer_id": "C001"}, False, EXPLICIT_DENY),
     ("conditional deny does not apply", user("r", "admin"), "demo", "tools/call", "delete_customer",
      {"customer_id": "C002"}, True, ALLOWED),
+    ("conditional deny applies when undecidable: missing", user("r", "admin"), "demo", "tools/call",
+     "delete_customer", {}, False, UNDECIDABLE_DENY),
+    ("conditional deny applies when undecidable: a list", user("r", "admin"), "demo", "tools/call",
+     "delete_customer", {"customer_id": ["C002"]}, False, UNDECIDABLE_DENY),
+    ("conditional allow does not apply when undecidable", user("b", "support"), "demo", "tools/call",
+     "send_message", {"to": ["x@example.com"]}, False, DEFAULT_DENY),
     ("role inheritance two levels", user("r", "admin"), "demo", "tools/call", "list_customers", {}, True, ALLOWED),
     ("user granted a role by g line", user("ops"), "demo", "tools/call", "find_customer", {}, True, ALLOWED),
     ("user rule", user("eve"), "anything", "tools/call", "whatever", {}, True, ALLOWED),
@@ -90,13 +97,21 @@ CASES: list[tuple[str, Principal, str, str, str | None, Any, bool, str]] = [
     ("read_file encoded traversal", user("d", "reader"), "files", "tools/call", "read_file",
      {"path": "file:///srv/public/%2e%2e/secret"}, False, DEFAULT_DENY),
     ("resource uri traversal", user("d", "reader"), "files", "resources/read", "file:///srv/public/../secret",
-     None, False, DEFAULT_DENY),
+     None, False, INVALID_TARGET),
     ("resource uri encoded traversal", user("d", "reader"), "files", "resources/read",
-     "file:///srv/public/%2E%2E/secret", None, False, DEFAULT_DENY),
-    ("resource uri double-encoded traversal refused", user("d", "reader"), "files", "resources/read",
+     "file:///srv/public/%2E%2E/secret", None, False, INVALID_TARGET),
+    ("resource uri encoded slash traversal refused", user("d", "reader"), "files", "resources/read",
      "file:///srv/public/..%2F..%2Fetc/passwd", None, False, INVALID_TARGET),
-    ("resource uri harmless dots", user("d", "reader"), "files", "resources/read",
-     "file:///srv/public/a/../b.txt", None, True, ALLOWED),
+    ("resource uri double-encoded traversal refused", user("d", "reader"), "files", "resources/read",
+     "file:///srv/public/%252e%252e/etc/passwd", None, False, INVALID_TARGET),
+    ("resource uri backslash traversal refused", user("d", "reader"), "files", "resources/read",
+     "file:///srv/public/..\\etc", None, False, INVALID_TARGET),
+    ("resource uri encoded NUL refused", user("d", "reader"), "files", "resources/read",
+     "file:///srv/public/a%00.txt", None, False, INVALID_TARGET),
+    ("resource uri with dot segments is refused even when they stay inside", user("d", "reader"), "files",
+     "resources/read", "file:///srv/public/a/../b.txt", None, False, INVALID_TARGET),
+    ("resource uri with dots inside names is fine", user("d", "reader"), "files", "resources/read",
+     "file:///srv/public/a..b/.c.txt", None, True, ALLOWED),
     ("builtin initialize", user("nobody"), "demo", "initialize", None, None, True, ALLOWED),
     ("builtin ping", ANONYMOUS, "x", "ping", None, None, True, ALLOWED),
     ("builtin notification", user("nobody"), "demo", "notifications/cancelled", None, None, True, ALLOWED),
@@ -217,3 +232,67 @@ def test_snapshot_refuses_a_policy_with_errors() -> None:
 def test_shipped_policy_loads(shipped: Snapshot) -> None:
     assert shipped.decide(user("a", "analyst"), "demo", "tools/call", "find_customer", {"query": "x"}).allowed
     assert shipped.decide(user("b", "support"), "demo", "pii/reveal", "send_message/EMAIL_ADDRESS").allowed
+
+
+@pytest.mark.parametrize("variant", ["c001", " C001", "C001 ", ["C001"], ["C002", "C001"], {"id": "C001"}, 1, None])
+def test_legal_hold_holds_for_case_and_whitespace_variants(shipped: Snapshot, variant: Any) -> None:
+    """The shipped legal hold on C001 denies every spelling the demo server reads as C001, and every
+    value it cannot judge (a list, an object, a number, null) -- admins included."""
+    decision = shipped.decide(user("root", "admin"), "demo", "tools/call", "delete_customer", {"customer_id": variant})
+    assert not decision.allowed
+    assert decision.rule == "p, *, demo, tools/call, delete_customer, deny, customer_id ~== C001"
+    assert shipped.decide(user("root", "admin"), "demo", "tools/call", "delete_customer",
+                          {"customer_id": "C002"}).allowed
+
+
+@pytest.mark.parametrize("limit", [5000, "5000", " 5000", "5e3", "1e400", "5_000", "0x2000", True, [5000], None])
+def test_numeric_string_does_not_escape_a_numeric_deny(limit: Any) -> None:
+    snap = snapshot("p, role:a, db, tools/call, query, allow\n"
+                    "p, *, db, tools/call, query, deny, limit > 1000\n")
+    assert not snap.decide(user("u", "a"), "db", "tools/call", "query", {"limit": limit}).allowed
+    assert snap.decide(user("u", "a"), "db", "tools/call", "query", {"limit": "10"}).allowed
+
+
+def test_one_extra_element_does_not_escape_an_any_deny() -> None:
+    snap = snapshot("p, role:a, mail, tools/call, send, allow\n"
+                    "p, *, mail, tools/call, send, deny, to[any] ~glob *@evil.example\n")
+    assert not snap.decide(user("u", "a"), "mail", "tools/call", "send",
+                           {"to": ["ok@example.com", "x@Evil.Example"]}).allowed
+    assert snap.decide(user("u", "a"), "mail", "tools/call", "send", {"to": ["ok@example.com"]}).allowed
+
+
+def test_star_quantifier_is_refused_in_a_deny_rule() -> None:
+    """``[*]`` used to mean "every element", so one harmless extra element escaped a deny."""
+    with pytest.raises(PolicyLoadError) as err:
+        snapshot("p, *, mail, tools/call, send, deny, to[*] glob *@evil.example\n")
+    assert "[*] is ambiguous in a deny rule" in err.value.problems[0]
+    allow = snapshot("p, role:a, files, tools/call, copy, allow, paths[*] under /srv\n")
+    assert allow.decide(user("u", "a"), "files", "tools/call", "copy", {"paths": ["/srv/a"]}).allowed
+    assert not allow.decide(user("u", "a"), "files", "tools/call", "copy", {"paths": ["/srv/a", "/etc"]}).allowed
+
+
+def test_evaluate_reports_undecidable_conditions() -> None:
+    ev = snapshot(POLICY).evaluate(user("r", "admin"), "demo", "tools/call", "delete_customer", {})
+    assert ev.decision.reason == UNDECIDABLE_DENY
+    assert [r.text for r, _ in ev.undecided] == [
+        "p, *, demo, tools/call, delete_customer, deny, customer_id == C001"]
+    assert ev.undecided[0][1] == ("customer_id == C001 (undecidable)",)
+
+
+def test_second_issuers_admin_role_does_not_match_first_issuers_rules() -> None:
+    """Principals are namespaced by their issuer's alias: the partner IdP's 'alice' and 'admin' are
+    user:partner/alice and role:partner/admin, which match only rules (or g lines) naming them."""
+    snap = snapshot("p, role:admin, demo, *, *, allow\n"
+                    "p, user:alice, demo, tools/call, echo, allow\n"
+                    "p, role:analyst, demo, tools/call, find_customer, allow\n"
+                    "g, role:partner/support, role:analyst\n"      # trust the partner's support role as analyst
+                    "p, user:partner/bob, demo, tools/call, echo, allow\n")
+    partner_alice = Principal("alice", ("admin", "support"), issuer="https://partner.test", namespace="partner")
+    assert not snap.decide(partner_alice, "demo", "tools/call", "delete_customer", {}).allowed
+    assert not snap.decide(partner_alice, "demo", "tools/call", "echo", {}).allowed
+    assert snap.decide(partner_alice, "demo", "tools/call", "find_customer", {}).allowed  # via the g line
+    assert snap.decide(Principal("bob", namespace="partner"), "demo", "tools/call", "echo", {}).allowed
+    home_alice = Principal("alice", issuer="https://home.test")
+    assert snap.decide(home_alice, "demo", "tools/call", "echo", {}).allowed
+    assert snap.decide(Principal("root", ("admin",), issuer="https://home.test"), "demo", "tools/call",
+                       "delete_customer", {}).allowed

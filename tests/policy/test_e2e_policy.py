@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.asyncio.client import connect
 
 from guard import devkeys
 from guard.auth.cli import mint_dev_token
@@ -192,3 +194,117 @@ async def test_policy_edit_applies_to_an_open_session_without_reconnecting(dev_k
             still = await direct.call_tool(session, "list_customers", None)
             assert "error" not in still
     assert called_tools(record).count("list_customers") >= 2
+
+
+SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "policies" / "policy.csv"
+
+
+async def test_legal_hold_holds_for_case_and_whitespace_variants_on_the_wire(dev_key: Any,
+                                                                             files: tuple[Path, Path]) -> None:
+    """The shipped legal hold, through a real guard: an admin's ``delete_customer`` for any spelling the
+    demo server reads as C001 (it strips and upper-cases ids), or a value guard cannot judge, never
+    reaches the upstream; C002 does."""
+    _, record = files
+    variants: list[Any] = ["C001", "c001", " C001", "C001\t", ["C001"], None]
+    script = [{"op": "call_tool", "name": "delete_customer", "arguments": {"customer_id": v}} for v in variants]
+    script.append({"op": "call_tool", "name": "delete_customer", "arguments": {}})
+    script.append({"op": "call_tool", "name": "delete_customer", "arguments": {"customer_id": "c002"}})
+    async with guard(config(dev_key[1], SHIPPED_POLICY, record)) as url:
+        via = await direct.run_script(websocket_client(url, headers=token(dev_key, "admin")), script, mode="legacy")
+    assert "error" not in via, via
+    *held, allowed = via["results"]
+    for result in held:
+        assert result["error"]["code"] == -31001, result
+    assert "result" in allowed and not allowed["result"].get("isError"), allowed
+    deleted = [e["arguments"] for e in read_record(record) if e.get("name") == "delete_customer"]
+    assert deleted == [{"customer_id": "c002"}], "a held customer's deletion reached the upstream"
+
+
+@contextlib.asynccontextmanager
+async def raw_session(url: str, headers: dict[str, str]) -> AsyncIterator[Any]:
+    """A WebSocket speaking raw JSON-RPC frames (no SDK in between to reshape what is sent)."""
+    async with connect(url, subprotocols=["mcp"], additional_headers=headers, open_timeout=10) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}}))
+        assert "result" in json.loads(await asyncio.wait_for(ws.recv(), 30))
+        await ws.send(json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+        yield ws
+
+
+async def call(ws: Any, request_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+    await ws.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}))
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        if frame.get("id") == request_id:
+            return dict(frame)
+
+
+async def test_completion_for_a_denied_uri_is_not_authorized_by_an_allowed_prompt_name(
+        dev_key: Any, files: tuple[Path, Path]) -> None:
+    """A ``ref/resource`` for a URI the caller may not complete, with an allowed prompt's ``name`` added,
+    used to be authorized by the name and forwarded; the target now follows ``ref.type``."""
+    policy, record = files
+    policy.write_text("p, role:analyst, demo, completion/complete, summarize_customer, allow\n", encoding="utf-8")
+    argument = {"name": "customer_id", "value": "C"}
+    async with guard(config(dev_key[1], policy, record)) as url, raw_session(url, token(dev_key, "analyst")) as ws:
+        attack = await call(ws, 1, "completion/complete", {
+            "ref": {"type": "ref/resource", "uri": "customers://{customer_id}", "name": "summarize_customer"},
+            "argument": argument})
+        unknown = await call(ws, 2, "completion/complete", {
+            "ref": {"type": "ref/anything", "name": "summarize_customer"}, "argument": argument})
+        plain = await call(ws, 3, "completion/complete", {
+            "ref": {"type": "ref/resource", "uri": "customers://{customer_id}"}, "argument": argument})
+        allowed = await call(ws, 4, "completion/complete", {
+            "ref": {"type": "ref/prompt", "name": "summarize_customer"}, "argument": argument})
+    for denied in (attack, unknown, plain):
+        assert denied["error"]["code"] == -31001, denied
+    assert "error" not in allowed or allowed["error"]["code"] != -31001, allowed
+    received = [e["params"]["ref"] for e in read_record(record) if e["method"] == "completion/complete"]
+    assert received == [{"type": "ref/prompt", "name": "summarize_customer"}]
+
+
+async def test_dot_segment_uri_is_never_forwarded_as_something_else(dev_key: Any, files: tuple[Path, Path]) -> None:
+    """``customers://C002/notes/../../directory`` used to be checked as ``customers://C002/directory`` (allowed)
+    and forwarded raw. guard now refuses URIs with dot segments, so what is checked is what is forwarded."""
+    policy, record = files
+    policy.write_text("p, role:analyst, demo, resources/read, customers://*, allow\n"
+                      "p, role:analyst, demo, resources/read, customers://C002/**, allow\n"
+                      "p, role:analyst, demo, resources/read, customers://directory, deny\n", encoding="utf-8")
+    attacks = ["customers://C002/notes/../../directory", "customers://C002/%2e%2e/directory",
+               "customers://C002/..%2F..%2Fdirectory", "customers://C002/%252e%252e/directory",
+               "customers://C002/./x"]
+    async with guard(config(dev_key[1], policy, record)) as url, raw_session(url, token(dev_key, "analyst")) as ws:
+        answers = [await call(ws, i, "resources/read", {"uri": uri}) for i, uri in enumerate(attacks, start=1)]
+        allowed = await call(ws, 99, "resources/read", {"uri": "customers://C002"})
+    for answer in answers:
+        assert answer["error"]["code"] == -31001, answer
+    assert "result" in allowed, allowed
+    received = [e["uri"] for e in read_record(record) if e["method"] == "resources/read"]
+    assert received == ["customers://C002"], "the upstream received a URI other than the one authorized"
+
+
+async def test_second_issuers_admin_role_does_not_match_first_issuers_rules_on_the_wire(
+        dev_key: Any, files: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two trusted issuers: the partner's token for sub 'alice' with role 'admin' is user:partner/alice,
+    role:partner/admin, so it matches neither the home issuer's alice nor the admin rules."""
+    policy, record = files
+    policy.write_text("p, role:admin, demo, *, *, allow\n"
+                      "p, *, demo, tools/list, *, allow\n"
+                      "p, user:alice, demo, tools/call, echo, allow\n", encoding="utf-8")
+    partner_dir = tmp_path / "partner-keys"
+    devkeys.generate_dev_keys(partner_dir)
+    partner_key = devkeys.load_dev_signing_key(partner_dir)
+    cfg = config(dev_key[1], policy, record)
+    cfg["auth"]["issuers"].append({"issuer": "https://partner.test", "alias": "partner", "algorithms": ["ES256"],
+                                   "public_keys": [str(partner_dir / devkeys.AUTH_JWKS)]})
+    partner = mint_dev_token(partner_key, subject="alice", roles=("admin",), ttl=300, issuer="https://partner.test",
+                             audience=(AUD,))
+    script = [{"op": "call_tool", "name": "echo", "arguments": {"text": "hi"}},
+              {"op": "call_tool", "name": "delete_customer", "arguments": {"customer_id": "C002"}}]
+    async with guard(cfg) as url:
+        theirs = await direct.run_script(websocket_client(url, headers={"Authorization": f"Bearer {partner}"}),
+                                         script, mode="legacy")
+        ours = await direct.run_script(websocket_client(url, headers=token(dev_key)), script[:1], mode="legacy")
+    assert [r["error"]["code"] for r in theirs["results"]] == [-31001, -31001], theirs
+    assert "result" in ours["results"][0], ours
+    assert called_tools(record) == ["echo"], "the partner issuer's principal reached the upstream"

@@ -12,6 +12,11 @@ Used where a test needs the upstream to misbehave on cue. Any request is answere
 * ``test/unsolicited``    answer with an extra response for an id nobody asked for
 * ``test/slow``           sleep ``params.seconds`` then answer
 * ``test/flood``          send ``params.count`` notifications of ``params.size`` bytes, then answer
+* ``test/raw_result``     answer with ``params.text`` written verbatim as the result (raw JSON text)
+* ``test/invalid_utf8``   answer with a result string holding a byte that is not UTF-8
+* ``test/elicit``         send an ``elicitation/create`` request to the client and never answer the call
+* ``tools/call`` of ``needs_input`` without ``inputResponses``: a 2026-07-28 ``InputRequiredResult``
+  (``requestState: "state-1"``, one elicitation under key ``confirm``); with them, the usual echo
 
 If ``RECORD`` is set, every received line is appended to that file, and the process
 environment (keys and values) is dumped to ``RECORD + ".env"`` at start.
@@ -53,6 +58,25 @@ def main():
         if method == "test/die":
             sys.exit(3)
         if method == "test/hang":
+            continue
+        if method == "test/invalid_utf8":
+            sys.stdout.buffer.write(b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode() + b',"result":{"s":"\xff"}}\n')
+            sys.stdout.flush()
+            continue
+        if method == "test/raw_result":
+            sys.stdout.write('{"jsonrpc":"2.0","id":' + json.dumps(rid) + ',"result":' + msg["params"]["text"] + "}\n")
+            sys.stdout.flush()
+            continue
+        params = msg.get("params") or {}
+        if method == "tools/call" and params.get("name") == "needs_input" and "inputResponses" not in params:
+            ask = {"method": "elicitation/create",
+                   "params": {"message": "sure?", "requestedSchema": {"type": "object"}}}
+            send({"jsonrpc": "2.0", "id": rid, "result": {"resultType": "input_required", "requestState": "state-1",
+                                                          "inputRequests": {"confirm": ask}}})
+            continue
+        if method == "test/elicit":
+            send({"jsonrpc": "2.0", "id": f"elicit-{rid}", "method": "elicitation/create",
+                  "params": {"message": "confirm?", "requestedSchema": {"type": "object"}}})
             continue
         if method == "test/notify":
             send({"jsonrpc": "2.0", "method": "notifications/message",
