@@ -132,3 +132,14 @@ async def test_refused_clients_learn_why_over_http_and_websocket(tmp_path: Path)
                 pass
         assert info.value.response.status_code == 401
         assert info.value.response.body is not None and b"token expired" in info.value.response.body
+
+
+async def test_two_authorization_headers_are_refused_over_http(tmp_path: Path) -> None:
+    """Smuggling: a proxy reading the first copy and guard the last must never disagree (400, nothing served)."""
+    runtime, tokens = stack(tmp_path, tmp_path / "record.jsonl")
+    async with running_runtime(runtime) as base, httpx.AsyncClient(base_url=http(base), timeout=30) as c:
+        headers = [*post_headers().items(), ("Authorization", f"Bearer {tokens['alice']}"),
+                   ("Authorization", f"Bearer {tokens['carol']}")]
+        r = await c.post("/mcp/demo", content=json.dumps(legacy_init()).encode(), headers=headers)
+        assert r.status_code == 400 and "mcp-session-id" not in r.headers
+        assert r.json()["error"]["data"]["reason"] == "duplicate_authorization"
