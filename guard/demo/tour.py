@@ -3,10 +3,11 @@
 1. alice (analyst) finds a customer: allowed; the record comes back with its personal data
    protected (e-mail tokenized, card masked, IBAN encrypted);
 2. alice tries to delete a customer: denied by policy, with the error code and reason she gets;
-3. bob (support) sends a message to the e-mail *token*: allowed, and guard restores the real
-   address for the upstream because the policy lets support reveal e-mails to ``send_message``
-   (the audit log shows the reveal; the receipt comes back protected again);
-4. alice tries the same: denied (analysts may not send).
+3. bob (support) finds the customer too and sends a message to the e-mail *token* (tokens are
+   bound to the principal they were minted for): allowed, and guard restores the real address
+   for the upstream because the policy lets support reveal e-mails to ``send_message`` (the
+   audit log shows the reveal; the receipt comes back protected again);
+4. alice tries the same with her token: denied (analysts may not send).
 
 Uses the official Python SDK 2.x over Streamable HTTP with the tokens ``guard demo`` wrote.
 """
@@ -76,8 +77,12 @@ async def tour(dev: Path, url: str) -> None:
     _say()
     before = _reveals(dev / "audit")
     async with Client(_as(url, tokens["bob"]), mode="legacy") as bob:
-        _say(f'3. bob (role support) calls send_message {{"to": "{token[:32]}...", "body": "Hello"}}')
-        sent = await bob.call_tool("send_message", {"to": token, "body": "Hello"})
+        # Protected-value tokens are bound to the principal they were minted for: bob finds his own.
+        found = await bob.call_tool("find_customer", {"query": "Johnson"})
+        bobs_token = (found.structured_content or {})["customers"][0]["email"]
+        _say('3. bob (role support) finds the same customer, then calls send_message with the e-mail token')
+        _say(f'   {{"to": "{bobs_token[:32]}...", "body": "Hello"}}')
+        sent = await bob.call_tool("send_message", {"to": bobs_token, "body": "Hello"})
         receipt = sent.structured_content or {}
         shown = str(receipt.get("to"))[:40]
         _say(f"   ALLOWED: {receipt.get('status')} as {receipt.get('message_id')}; the receipt says to = {shown}...")
@@ -87,7 +92,7 @@ async def tour(dev: Path, url: str) -> None:
             _say("   address for the upstream (the audit log records the reveal, never the address).")
     _say()
     async with Client(_as(url, tokens["alice"]), mode="legacy") as alice:
-        _say("4. alice calls send_message with the same token")
+        _say("4. alice calls send_message with her own token for that address")
         try:
             await alice.call_tool("send_message", {"to": token, "body": "Hello"})
             _say("   allowed?! (the policy was edited)")
