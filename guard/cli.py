@@ -7,7 +7,9 @@ define more, e.g. ``guard audit verify``).
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -21,7 +23,8 @@ if TYPE_CHECKING:
     from guard.runtime import Runtime
 
 # Areas that add their own subcommands through ``register(subparsers)``.
-_AREA_CLIS = ("guard.auth.cli", "guard.policy.cli", "guard.audit.cli", "guard.pii.cli", "guard.certs", "guard.demo.cli")
+_AREA_CLIS = ("guard.auth.cli", "guard.policy.cli", "guard.audit.cli", "guard.pii.cli", "guard.certs", "guard.demo.cli",
+              "guard.connect")
 
 
 def _load_or_report(path: str) -> Settings | None:
@@ -46,9 +49,36 @@ def build_or_report(settings: Settings) -> Runtime | None:
         return None
 
 
+def missing_commands(settings: Settings) -> list[str]:
+    """A problem line for each stdio upstream whose command cannot be started (not found / not executable)."""
+    import os
+    import shutil
+
+    problems = []
+    for name, upstream in sorted(settings.upstreams.items()):
+        command = upstream.command
+        if upstream.transport != "stdio" or not command:
+            continue
+        if os.sep in command:
+            path = command if os.path.isabs(command) or upstream.cwd is None else os.path.join(upstream.cwd, command)
+            found = os.path.isfile(path) and os.access(path, os.X_OK)
+        else:
+            found = shutil.which(command) is not None
+        if not found:
+            problems.append(f"upstreams.{name}.command: {command!r} not found or not executable "
+                            "(install it, or give its full path)")
+    return problems
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     settings = _load_or_report(args.config)
     if settings is None:
+        return 2
+    commands = missing_commands(settings)
+    if commands:
+        print(f"{args.config}: {len(commands)} problem(s):", file=sys.stderr)
+        for problem in commands:
+            print(f"  - {problem}", file=sys.stderr)
         return 2
     if build_or_report(settings) is None:
         return 2
@@ -69,11 +99,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server = replace(server, port=args.port)
     settings = replace(settings, server=server)
     from guard import logs
-    from guard.server import serve
+    from guard.server import endpoints, serve
 
     logs.configure(settings.server.log_level)
     if args.workers > 1:
         from guard.workers import for_worker, supervise
+
+        print("guard: with --workers > 1, a legacy Streamable HTTP session (Mcp-Session-Id) lives in one worker; "
+              "its later requests may reach another and get 404 (WebSocket and 2026-07-28 requests are unaffected; "
+              "see docs/operators.md)", file=sys.stderr)
 
         # validate once in the supervisor so a broken key or policy fails fast
         if build_or_report(for_worker(settings, 0, args.workers)) is None:
@@ -82,8 +116,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
     runtime = build_or_report(settings)
     if runtime is None:
         return 2
-    serve(runtime)
+    sock = bind_or_report(settings.server.host, settings.server.port)
+    if sock is None:
+        return 1
+
+    def ready() -> None:
+        urls = ", ".join(endpoints(settings, sock.getsockname()[1]))
+        print(f"guard is listening: {urls} (Streamable HTTP and WebSocket)", file=sys.stderr, flush=True)
+
+    serve(runtime, [sock], on_ready=ready)
     return 0
+
+
+def bind_or_report(host: str, port: int) -> socket.socket | None:
+    """The listening socket, or ``None`` after one clear line on stderr (e.g. the port is taken)."""
+    from guard.server import listening_socket
+
+    try:
+        return listening_socket(host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"guard: port {port} on {host} is already in use (is another guard running?); "
+                  "stop it or choose another port with --port", file=sys.stderr)
+        else:
+            print(f"guard: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,12 +21,12 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketState
@@ -40,6 +40,7 @@ from guard.relay import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_TRY_AGAIN_LATER,
     EXPIRED_ERROR,
+    ClientConnection,
     Relay,
     RelayLimits,
     close_reason,
@@ -48,13 +49,16 @@ from guard.runtime import Runtime
 from guard.session import Session
 from guard.tls import TLSWebSocketProtocol, client_cert_subject, server_ssl_context
 from guard.transports import refusals
-from guard.transports.base import create_upstream, probe_tcp
+from guard.transports.base import Upstream, create_upstream, probe_tcp
 from guard.transports.downstream import StarletteClient
 from guard.transports.handshake import header_limits, protocol_with_deadline
+from guard.transports.http_front import HttpFront
 
 log = logging.getLogger("guard.server")
 
 SUBPROTOCOL = "mcp"
+HTTP_METHODS = ["GET", "HEAD", "POST", "DELETE", "PUT", "PATCH", "OPTIONS"]
+"""Methods routed to the HTTP front door (it answers the unsupported ones with 405 and a reason)."""
 CLOSE_INVALID_DATA = 1007
 """RFC 6455 section 7.4.1: a text frame that is not UTF-8; the WebSocket layer closes with it."""
 EXPIRY_CLOSE_GRACE = 2.0
@@ -97,6 +101,8 @@ class GuardApp:
         self.active: set[Relay] = set()
         self.draining = False
         self._expiries: set[asyncio.Task[None]] = set()
+        self.http = HttpFront(self)
+        """The Streamable HTTP (and HTTP+SSE) side of ``/mcp/{name}``."""
 
     async def drain(self, deadline: float) -> None:
         """Graceful shutdown: refuse new work, let in-flight requests finish, then end every session.
@@ -120,6 +126,7 @@ class GuardApp:
         end = time.monotonic() + 5.0
         while self.active and time.monotonic() < end:
             await asyncio.sleep(0.05)
+        await self.http.wait_closed(max(0.0, end - time.monotonic()))
         log.info("drained: %d session(s) closed", len(left))
 
     async def mcp_endpoint(self, websocket: WebSocket) -> None:
@@ -158,7 +165,7 @@ class GuardApp:
         if not isinstance(outcome, Principal):
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
                                               code=outcome.status, reason=outcome.reason))
-            await _deny(websocket, outcome.status, outcome.reason, _failure_text(outcome.status),
+            await _deny(websocket, outcome.status, outcome.reason, outcome.description,
                         dict(outcome.headers), logged=True)  # the authenticator logged it
             return
         cert_subject = client_cert_subject(websocket.scope)  # verified in the TLS handshake (mTLS)
@@ -179,61 +186,95 @@ class GuardApp:
 
     async def _serve_session(self, websocket: WebSocket, name: str, addr: str, principal: Principal,
                              key: str) -> None:
-        runtime = self.runtime
-        settings = runtime.settings
-        upstream_settings = settings.upstreams[name]
-        breaker = runtime.breakers.get(name)
+        settings = self.runtime.settings
+        breaker = self.runtime.breakers.get(name)
         if breaker is not None and not breaker.accepts_connections():  # never takes the half-open probe
             await _deny(websocket, 503, "circuit_open", "upstream temporarily unavailable (circuit open)",
                         {"Retry-After": "5"})
             return
         info = SessionInfo(id=secrets.token_urlsafe(16), server=name, client_addr=addr, principal=principal)
-        upstream = create_upstream(upstream_settings, info.id, settings.server.max_message_bytes)
+        upstream = create_upstream(settings.upstreams[name], info.id, settings.server.max_message_bytes)
         await websocket.accept(subprotocol=SUBPROTOCOL)
+        try:
+            await self.start_upstream(info, upstream, key)
+        except UpstreamUnavailable as exc:
+            await websocket.close(CLOSE_TRY_AGAIN_LATER, close_reason(f"upstream unavailable: {exc}"))
+            return
+        client = StarletteClient(websocket)
+        relay = self.new_relay(info, upstream, client, key)
+        await self.run_relay(relay, info, upstream, websocket=client)
+
+    async def start_upstream(self, info: SessionInfo, upstream: Upstream, key: str) -> None:
+        """Start a session's upstream and announce the session (``connect`` event).
+
+        On failure the breaker counts it (against ``key``), the session is recorded as closed
+        (``upstream_unavailable``), the upstream released, and
+        :class:`~guard.errors.UpstreamUnavailable` re-raised for the transport to answer.
+        """
+        breaker = self.runtime.breakers.get(info.server)
         try:
             await upstream.start()
         except UpstreamUnavailable as exc:
             if breaker is not None:
                 breaker.failure(key)
-            log.warning("session %s: upstream %s unavailable: %s", info.id, name, exc)
-            await websocket.close(CLOSE_TRY_AGAIN_LATER, close_reason(f"upstream unavailable: {exc}"))
-            await runtime.pipeline.emit(Event(EventKind.CLOSE, server=name, session=info, client_addr=addr,
-                                              code=CLOSE_TRY_AGAIN_LATER, reason="upstream_unavailable"))
+            log.warning("session %s: upstream %s unavailable: %s", info.id, info.server, exc)
+            await self.runtime.pipeline.emit(Event(EventKind.CLOSE, server=info.server, session=info,
+                                                   client_addr=info.client_addr, code=CLOSE_TRY_AGAIN_LATER,
+                                                   reason="upstream_unavailable"))
             await upstream.aclose()
-            return
-        await runtime.pipeline.emit(Event(EventKind.CONNECT, server=name, session=info, client_addr=addr))
+            raise
+        await self.runtime.pipeline.emit(Event(EventKind.CONNECT, server=info.server, session=info,
+                                               client_addr=info.client_addr))
+
+    def new_relay(self, info: SessionInfo, upstream: Upstream, client: ClientConnection, key: str, *,
+                  idle_timeout: float | None = None) -> Relay:
+        """A relay for one session with the configured limits; every downstream transport builds it here.
+
+        ``idle_timeout`` overrides ``server.idle_timeout`` (HTTP sessions, whose client can
+        leave without a trace, always expire).
+        """
+        settings = self.runtime.settings
         server = settings.server
-        client = StarletteClient(websocket)
         relay = Relay(
             session=Session(info, server.max_in_flight),
-            pipeline=runtime.pipeline,
+            pipeline=self.runtime.pipeline,
             client=client,
             upstream=upstream,
             limits=RelayLimits(
                 max_message_bytes=server.max_message_bytes,
                 outbound_queue=server.outbound_queue,
-                call_timeout=upstream_settings.call_timeout,
-                idle_timeout=server.idle_timeout,
-                rate_limiter=runtime.rate_limiter,
-                breaker=breaker,
+                call_timeout=settings.upstreams[info.server].call_timeout,
+                idle_timeout=server.idle_timeout if idle_timeout is None else idle_timeout,
+                rate_limiter=self.runtime.rate_limiter,
+                breaker=self.runtime.breakers.get(info.server),
                 principal_key=key,
             ),
         )
         relay.draining = self.draining
+        return relay
+
+    async def run_relay(self, relay: Relay, info: SessionInfo, upstream: Upstream, *,
+                        close_at_expiry: bool = True, websocket: StarletteClient | None = None) -> tuple[int, str]:
+        """Run a session to its end: drain registration, token-expiry close, upstream release, ``close`` event.
+
+        ``close_at_expiry`` schedules the proactive close of a silent session when the
+        handshake token expires (WebSocket); HTTP sessions re-authenticate every request.
+        """
         self.active.add(relay)
-        expiry = self._schedule_expiry(relay, principal)
+        expiry = self._schedule_expiry(relay, info.principal) if close_at_expiry else None
         code, reason = 1000, "closed"
         try:
             code, reason = await relay.run()
-            if client.disconnect_code == CLOSE_INVALID_DATA:  # refused by the WebSocket layer, logged there
-                code, reason = CLOSE_INVALID_DATA, "invalid_utf8"
+            if websocket is not None and websocket.disconnect_code == CLOSE_INVALID_DATA:
+                code, reason = CLOSE_INVALID_DATA, "invalid_utf8"  # refused by the WebSocket layer, logged there
         finally:
             if expiry is not None:
                 expiry.cancel()
             self.active.discard(relay)
             await upstream.aclose()
-            await runtime.pipeline.emit(Event(EventKind.CLOSE, server=name, session=info, client_addr=addr,
-                                              code=code, reason=reason))
+            await self.runtime.pipeline.emit(Event(EventKind.CLOSE, server=info.server, session=info,
+                                                   client_addr=info.client_addr, code=code, reason=reason))
+        return code, reason
 
     def _schedule_expiry(self, relay: Relay, principal: Principal) -> asyncio.TimerHandle | None:
         """Close an idle session (1008) shortly after its token expires.
@@ -283,16 +324,12 @@ async def upstream_reachable(settings: UpstreamSettings) -> tuple[bool, str]:
     return True, "reachable"
 
 
-def principal_key(principal: Principal, websocket: WebSocket) -> str:
+def principal_key(principal: Principal, connection: HTTPConnection) -> str:
     """What rate limits and connection caps count by: the subject, or the client host if anonymous."""
     if principal.anonymous:
-        host = websocket.client.host if websocket.client is not None else "unknown"
+        host = connection.client.host if connection.client is not None else "unknown"
         return f"anonymous@{host}"
     return f"{principal.issuer or ''}|{principal.subject}"
-
-
-def _failure_text(status: int) -> str:
-    return {401: "authentication required", 403: "forbidden"}.get(status, "refused")
 
 
 def build_app(runtime: Runtime) -> Starlette:
@@ -300,6 +337,7 @@ def build_app(runtime: Runtime) -> Starlette:
     guard_app = GuardApp(runtime)
     routes: list[BaseRoute] = [
         WebSocketRoute("/mcp/{name}", guard_app.mcp_endpoint),
+        Route("/mcp/{name}", guard_app.http.endpoint, methods=HTTP_METHODS),
         Route("/healthz", guard_app.healthz),
         Route("/readyz", guard_app.readyz),
         *runtime.routes,
@@ -352,9 +390,20 @@ class GuardServer(uvicorn.Server):
     exits 0.
     """
 
-    def __init__(self, config: uvicorn.Config, guard_app: GuardApp) -> None:
+    def __init__(self, config: uvicorn.Config, guard_app: GuardApp,
+                 on_ready: Callable[[], None] | None = None) -> None:
         super().__init__(config)
         self.guard_app = guard_app
+        self.on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup (lifespan: analyzers, audit, policy; then listen), then ``on_ready``.
+
+        A banner printed here is true: guard accepts connections when it appears.
+        """
+        await super().startup(sockets)
+        if self.started and not self.should_exit and self.on_ready is not None:
+            self.on_ready()
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         super().handle_exit(sig, frame)
@@ -370,8 +419,37 @@ class GuardServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(runtime: Runtime, sockets: list[socket.socket] | None = None) -> None:
-    """Run guard in the foreground until SIGINT/SIGTERM (graceful drain, exit 0)."""
+def serve(runtime: Runtime, sockets: list[socket.socket] | None = None,
+          on_ready: Callable[[], None] | None = None) -> None:
+    """Run guard in the foreground until SIGINT/SIGTERM (graceful drain, exit 0).
+
+    ``on_ready`` runs once guard is listening and every stage has started.
+    """
     app = build_app(runtime)
-    server = GuardServer(uvicorn_config(app, runtime), app.state.guard)
+    server = GuardServer(uvicorn_config(app, runtime), app.state.guard, on_ready)
     server.run(sockets=sockets)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """Bind ``host:port`` before anything starts, so "address in use" is one clear error.
+
+    Raises ``OSError`` (``errno.EADDRINUSE`` when the port is taken).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def endpoints(settings: Any, port: int) -> list[str]:
+    """The URL of each upstream's endpoint (HTTP scheme; the same path takes WebSocket upgrades)."""
+    host = settings.server.host
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else (f"[{host}]" if ":" in host else host)
+    scheme = "https" if settings.tls.enabled else "http"
+    return [f"{scheme}://{shown}:{port}/mcp/{name}" for name in settings.upstreams]

@@ -63,6 +63,28 @@ class AuthFailure:
     reason: str
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def description(self) -> str:
+        """What the refused client is told (HTTP body, ``error_description``): enough to act on.
+
+        Expiry, audience, timing and transport mistakes are named; everything about the
+        token's signature, issuer, key or algorithm is one uniform "invalid token", so a
+        refusal teaches an attacker nothing about the key set (details go to the log).
+        """
+        return _DESCRIPTIONS.get(self.reason, "invalid token")
+
+
+_DESCRIPTIONS = {
+    "missing_token": "authentication required: send Authorization: Bearer <token>",
+    "token_in_query": "the token must be sent in the Authorization header, never in the URL",
+    "token_too_large": "token too large",
+    "expired": "token expired",
+    "not_yet_valid": "token not yet valid",
+    "invalid_audience": "token was not issued for this server (audience)",
+    "keys_unavailable": "cannot verify tokens right now, try again later",
+    "origin_not_allowed": "origin not allowed",
+}
+
 
 class _Issuer:
     """The keys of one configured issuer: static (PEM/JWK/HMAC) and/or a JWKS cache."""
@@ -220,6 +242,7 @@ class Authenticator:
             params.append(f'resource_metadata="{discovery.quoted(discovery.metadata_url(base, server))}"')
         if error is not None:
             params.append(f'error="{error}"')
+            params.append(f'error_description="{AuthFailure(status, reason).description}"')  # RFC 6750 3
         challenge = "Bearer " + ", ".join(params) if params else "Bearer"
         return AuthFailure(status, reason, {"WWW-Authenticate": challenge})
 

@@ -71,7 +71,22 @@ async def test_invalid_token_gets_401_with_error_invalid_token(auth: Authenticat
     assert failure.status == 401
     challenge = failure.headers["WWW-Authenticate"]
     assert challenge.startswith('Bearer resource_metadata="https://guard.example.test/.well-known/')
-    assert challenge.endswith(', error="invalid_token"')
+    assert challenge.endswith(', error="invalid_token", error_description="token was not issued for this server '
+                              '(audience)"')
+
+
+async def test_expired_token_is_told_token_expired(auth: Authenticator, ec: TestKey) -> None:
+    failure = await fail(auth, bearer(sign(ec, claims(iat=int(NOW) - 7200, nbf=int(NOW) - 7200, exp=int(NOW) - 3600))))
+    assert (failure.status, failure.reason) == (401, "expired")
+    assert failure.headers["WWW-Authenticate"].endswith('error="invalid_token", error_description="token expired"')
+    assert failure.description == "token expired"
+
+
+async def test_signature_failures_are_described_uniformly(auth: Authenticator, ec: TestKey) -> None:
+    """An attacker learns nothing about keys or algorithms from the refusal text."""
+    forged = sign(ec)[:-4] + "AAAA"
+    failure = await fail(auth, bearer(forged))
+    assert failure.reason == "bad_signature" and failure.description == "invalid token"
 
 
 @pytest.mark.parametrize("query", ["access_token=abc", "x=1&access_token=", "token=abc"])

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,9 @@ import uvicorn
 from guard.config import Settings, parse
 from guard.runtime import Runtime, build_runtime
 from guard.server import GuardServer, build_app, uvicorn_config
+
+START_TIMEOUT = 60.0
+"""Seconds a guard may take to start (PII analyzer processes load models; CI machines are shared)."""
 
 
 def free_socket() -> socket.socket:
@@ -35,14 +39,13 @@ async def serving(server: uvicorn.Server, sock: socket.socket) -> AsyncIterator[
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        for _ in range(3000):  # up to 30 s: PII analyzer processes start slowly on a loaded machine
-            if server.started:
-                break
+        deadline = time.monotonic() + START_TIMEOUT
+        while not server.started:
             if task.done():
                 task.result()
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
             await asyncio.sleep(0.01)
-        else:
-            raise RuntimeError("server did not start")
         yield int(sock.getsockname()[1])
     finally:
         server.should_exit = True

@@ -1,4 +1,8 @@
-"""Drive an MCP server over WebSocket with the official Python SDK **1.x** and print JSON results.
+"""Drive an MCP server with the official Python SDK **1.x** and print JSON results.
+
+WebSocket (``ws://``: 1.x ``websocket_client``), Streamable HTTP (``http://``: 1.x
+``streamablehttp_client(url, headers=...)``) or, with ``--sse``, the 2024-11-05 HTTP+SSE
+transport (1.x ``sse_client``).
 
 Runs in the second venv (``.venv-mcp1``: ``mcp==1.30.0`` + ``websockets``), because mcp 1.x, the
 last Python SDK with a WebSocket transport, cannot be installed beside mcp 2.x::
@@ -15,7 +19,7 @@ requests are answered deterministically (:mod:`answers`). Output, one JSON docum
      "results": [{"op", "id"?, "result" | "error"}...],
      "requests": [{"method", "params", "response"}...],   # server->client requests answered
      "notifications": [{"method", "params"}...],
-     "transport": "mcp1" | "copy", "close": {"code", "reason"}?}
+     "transport": "mcp1" | "copy" | "http" | "sse", "close": {"code", "reason"}?}
 
 or ``{"error": {"code", "message", "data"}}`` when the connection or handshake fails (exit 1; a
 rejected WebSocket handshake gives ``data.status``, the HTTP status). If the connection dies after
@@ -231,7 +235,8 @@ def parse_header(text: str) -> tuple[str, str]:
 
 async def _session(runner: Runner, spec: dict[str, Any], transport: Any, out: dict[str, Any]) -> None:
     """Handshake, then run the steps; fills ``out`` as it goes so a failure keeps what completed."""
-    async with transport as (read, write):
+    async with transport as streams:
+        read, write = streams[0], streams[1]  # streamablehttp_client adds a get_session_id callback
         async with ClientSession(
             read,
             write,
@@ -255,14 +260,28 @@ async def _session(runner: Runner, spec: dict[str, Any], transport: Any, out: di
 
 
 async def run(
-    url: str, script: Any, headers: list[tuple[str, str]], copy: bool, timeout: float = 60.0
+    url: str, script: Any, headers: list[tuple[str, str]], copy: bool, timeout: float = 60.0, sse: bool = False
 ) -> dict[str, Any]:
     """Connect to ``url``, run ``script`` within ``timeout`` seconds, and return the output document."""
     spec = {"steps": script} if isinstance(script, list) else dict(script)
     runner = Runner(spec.get("answers") or {})
     close: dict[str, Any] = {}
-    use_copy = copy or bool(headers)
-    if use_copy:
+    use_copy = (copy or bool(headers)) and url.startswith(("ws://", "wss://"))
+    kind = "copy" if use_copy else "mcp1"
+    if url.startswith(("http://", "https://")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            if sse:
+                from mcp.client.sse import sse_client
+
+                transport = sse_client(url, headers=dict(headers))
+                kind = "sse"
+            else:
+                from mcp.client.streamable_http import streamablehttp_client
+
+                transport = streamablehttp_client(url, headers=dict(headers))
+                kind = "http"
+    elif use_copy:
         transport = copied_websocket_client(url, headers, close)
     else:
         with warnings.catch_warnings():
@@ -285,7 +304,7 @@ async def run(
             return failure
         out["error"] = failure["error"]  # the connection died mid-script: keep what completed
     out.update(requests=runner.requests, notifications=runner.notifications)
-    out["transport"] = "copy" if use_copy else "mcp1"
+    out["transport"] = kind
     if close:
         out["close"] = close
     return out
@@ -293,14 +312,15 @@ async def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("url", help="ws:// or wss:// endpoint, e.g. ws://127.0.0.1:8080/mcp/demo")
+    parser.add_argument("url", help="ws(s):// (WebSocket) or http(s):// (Streamable HTTP, or HTTP+SSE with --sse)")
+    parser.add_argument("--sse", action="store_true", help="http(s):// URL speaks the 2024-11-05 HTTP+SSE transport")
     parser.add_argument("--header", action="append", default=[], type=parse_header, help="'Name: value'")
     parser.add_argument("--script", help="step script file (default: stdin)")
     parser.add_argument("--copy-transport", action="store_true", help="use the header-capable copy")
     parser.add_argument("--timeout", type=float, default=60.0, help="overall seconds (default 60)")
     args = parser.parse_args(argv)
     script = json.loads(Path(args.script).read_text() if args.script else sys.stdin.read())
-    out = anyio.run(run, args.url, script, args.header, args.copy_transport, args.timeout)
+    out = anyio.run(run, args.url, script, args.header, args.copy_transport, args.timeout, args.sse)
     json.dump(out, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return 1 if "error" in out else 0

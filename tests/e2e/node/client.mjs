@@ -4,7 +4,8 @@
 // Usage (run from anywhere; needs `npm ci` in tests/e2e/node):
 //   node client.mjs --ws ws://127.0.0.1:PORT/mcp/NAME [--header 'Authorization: Bearer T']... [opts]
 //   node client.mjs --everything [opts]                  # server-everything over stdio, direct
-//   node client.mjs --http http://127.0.0.1:PORT/mcp [opts]  # Streamable HTTP, direct
+//   node client.mjs --http http://127.0.0.1:PORT/mcp [--header ...] [opts]  # Streamable HTTP
+//   node client.mjs --sse http://127.0.0.1:PORT/mcp [--header ...] [opts]   # 2024-11-05 HTTP+SSE
 //   node client.mjs [opts] --stdio CMD [ARGS...]        # any stdio server, direct (must be last)
 // opts: --script FILE (default: stdin)  --timeout SECONDS (default 60)  --wire (add raw frames)
 //
@@ -14,7 +15,7 @@
 // tests/e2e/clients/answers.py. Output on stdout:
 //   {"server": {protocolVersion, serverInfo, capabilities, instructions?},
 //    "results": [{op, id?, result | error}], "requests": [{method, params, response}],
-//    "notifications": [{method, params}], "transport": "websocket"|"stdio"|"http",
+//    "notifications": [{method, params}], "transport": "websocket"|"stdio"|"http"|"sse",
 //    "close"?: {code, reason}, "wire"?: [{dir: "send"|"recv", message}], "error"?: {...}}
 // or {"error": {code, message, data}} when connecting fails. Exit 1 iff a top-level "error".
 //
@@ -30,6 +31,7 @@ import { fileURLToPath } from "node:url";
 
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { SSEClientTransport } from "@modelcontextprotocol/sdk/client/sse.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { WebSocketClientTransport } from "@modelcontextprotocol/sdk/client/websocket.js";
 import {
@@ -325,6 +327,7 @@ function parseArgs(argv) {
     };
     if (arg === "--ws") opts.ws = next();
     else if (arg === "--http") opts.http = next();
+    else if (arg === "--sse") opts.sse = next();
     else if (arg === "--everything") opts.everything = true;
     else if (arg === "--stdio") {
       opts.stdio = argv.slice(i + 1);
@@ -339,8 +342,8 @@ function parseArgs(argv) {
     else if (arg === "--wire") opts.wire = true;
     else throw new Error(`unknown argument ${JSON.stringify(arg)}`);
   }
-  if ([opts.ws, opts.http, opts.everything, opts.stdio].filter(Boolean).length !== 1) {
-    throw new Error("give exactly one of --ws URL, --http URL, --everything, --stdio CMD [ARGS...]");
+  if ([opts.ws, opts.http, opts.sse, opts.everything, opts.stdio].filter(Boolean).length !== 1) {
+    throw new Error("give exactly one of --ws URL, --http URL, --sse URL, --everything, --stdio CMD [ARGS...]");
   }
   if (opts.stdio && opts.stdio.length === 0) throw new Error("--stdio needs a command");
   return opts;
@@ -364,6 +367,15 @@ async function main() {
     target = {
       kind: "http",
       make: () => new StreamableHTTPClientTransport(new URL(opts.http), { requestInit: { headers: opts.headers } }),
+    };
+  } else if (opts.sse) {
+    target = {
+      kind: "sse",
+      make: () =>
+        new SSEClientTransport(new URL(opts.sse), {
+          requestInit: { headers: opts.headers },
+          eventSourceInit: { fetch: (url, init) => fetch(url, { ...init, headers: { ...init?.headers, ...opts.headers } }) },
+        }),
     };
   } else {
     const [command, ...args] = opts.everything ? [process.execPath, EVERYTHING, "stdio"] : opts.stdio;
