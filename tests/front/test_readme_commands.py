@@ -48,7 +48,7 @@ def test_setup_line_installs_what_ci_installs() -> None:
     setup = next(c for c in bash_commands() if "pip install" in c)
     assert setup == 'python3 -m venv .venv && .venv/bin/pip install -e ".[demo]" && .venv/bin/guard demo'
     ci = (ROOT / ".ci/run").read_text()
-    assert "python3 -m venv .venv" in ci and '.venv/bin/pip install -q -e ".[dev]"' in ci
+    assert "python3 -m venv .venv" in ci and '.venv/bin/pip install -q -e ".[dev' in ci
     assert '"mcp>=2.3,<3"' in (ROOT / "pyproject.toml").read_text().split("[project.optional-dependencies]")[1]
 
 
