@@ -5,7 +5,9 @@ pickle (the pipes are private to guard and this process):
 
 * in: first an :class:`~guard.pii.pool.AnalyzerSpec`, then requests ``(id, items)``;
 * out: first ``("ready", pid)`` once the analyzer is built, then per request, in order,
-  ``(id, detections, None)`` or ``(id, None, error type name)``.
+  ``(id, detections, None, seconds)`` or ``(id, None, error type name, seconds)``, where
+  ``seconds`` is the wall time the analysis took (guard's admission estimates backlogs from
+  it).
 
 The process exits when stdin closes (guard stopped or closed the pool, or died); it
 ignores SIGINT and SIGTERM (see :func:`main`). It never reads
@@ -21,6 +23,7 @@ import pickle
 import signal
 import struct
 import sys
+import time
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
@@ -77,11 +80,13 @@ def main(argv: list[str]) -> int:
         if request is None:
             return 0
         request_id, items = request
-        reply: tuple[Any, Any, str | None]
+        reply: tuple[Any, Any, str | None, float]
+        started = time.perf_counter()
         try:
-            reply = (request_id, analyze_items(analyzer, items), None)
+            detections = analyze_items(analyzer, items)
+            reply = (request_id, detections, None, time.perf_counter() - started)
         except Exception as exc:  # reported to guard, which fails the message closed
-            reply = (request_id, None, type(exc).__name__)
+            reply = (request_id, None, type(exc).__name__, time.perf_counter() - started)
         stdout.write(frame(reply))
         stdout.flush()
 
