@@ -52,8 +52,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.errors import PIIError
-from guard.pii.analysis import Detection, Item, TextAnalyzer, analyze_items
+from guard.pii.analysis import Detection, Item, TextAnalyzer
 from guard.pii.rules import PIIRules, RecognizerSpec
+from guard.pii.scan.cache import DEFAULT_CAPACITY, VerdictCache
 from guard.pii.worker import HEADER, frame, frame_size
 
 if TYPE_CHECKING:
@@ -91,13 +92,15 @@ class AnalyzerSpec:
     """Recognizers from the rules file."""
     nlp_model: str = ""
     """An installed spaCy pipeline adding NER, or ``""`` (blank tokenizer)."""
+    cache_size: int = DEFAULT_CAPACITY
+    """Verdict-cache entries per analyzer (:mod:`guard.pii.scan.cache`; ``0``: no cache)."""
 
     @classmethod
-    def for_rules(cls, rules: PIIRules, nlp_model: str = "") -> AnalyzerSpec:
+    def for_rules(cls, rules: PIIRules, nlp_model: str = "", cache_size: int = DEFAULT_CAPACITY) -> AnalyzerSpec:
         """The analyzer a rules file needs: the entity types it names and its recognizers."""
         entities = rules.detected_entities()
         return cls(entities=None if entities is None else tuple(sorted(entities)),
-                   custom=tuple(rules.recognizers), nlp_model=nlp_model)
+                   custom=tuple(rules.recognizers), nlp_model=nlp_model, cache_size=cache_size)
 
     def build(self) -> Analyzer:
         from guard.pii.engine import Analyzer, load_spacy_pipeline
@@ -177,9 +180,10 @@ class _Bounded:
 class ThreadAnalysis(_Bounded):
     """Analysis in one thread of guard's process (``workers = 0``)."""
 
-    def __init__(self, analyzer: TextAnalyzer, *, max_pending: int = 0) -> None:
+    def __init__(self, analyzer: TextAnalyzer, *, max_pending: int = 0, cache_size: int = 0) -> None:
         super().__init__(max_pending)
         self.analyzer = analyzer
+        self.cache = VerdictCache(cache_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-pii")
         self._queued_cost = 0
         self._running_since = 0.0
@@ -220,7 +224,7 @@ class ThreadAnalysis(_Bounded):
     def _analyze(self, items: list[Item]) -> list[list[Detection]]:
         started = time.perf_counter()
         try:
-            return analyze_items(self.analyzer, items)
+            return self.cache.analyze(self.analyzer, items)
         finally:
             self.service.record(time.perf_counter() - started, message_cost(items))
 
@@ -518,5 +522,5 @@ def analysis_for(spec: AnalyzerSpec, *, workers: int, max_pending: int = 0) -> A
     """``workers`` processes, or for ``workers = 0`` one thread in guard's process."""
     if workers > 0:
         return ProcessAnalysis(spec, workers=workers, max_pending=max_pending)
-    return ThreadAnalysis(spec.build(), max_pending=max_pending)
+    return ThreadAnalysis(spec.build(), max_pending=max_pending, cache_size=spec.cache_size)
 

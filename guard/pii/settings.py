@@ -13,6 +13,7 @@
     timeout = 2.0                       # seconds per message (then PII_UNAVAILABLE)
     workers = 2                         # analyzer processes (0: a thread in guard's process)
     max_pending = 0                     # optional hard cap on queued messages (0: none; admission is by deadline)
+    cache_size = 65536                  # verdict-cache entries per analyzer process (0: off)
     fail_open = []                      # servers whose messages pass unscanned on analyzer failure
     primary_key = "k1"                  # with [pii.keys]: which key protects new values
 
@@ -36,7 +37,7 @@ from guard.pii.rules import PIIRules, load_rules
 
 _KEYS = {
     "enabled", "rules", "deployment_id", "bind_tenant", "keyring_file", "keyring_env", "keys",
-    "primary_key", "nlp_model", "timeout", "workers", "max_pending", "fail_open",
+    "primary_key", "nlp_model", "timeout", "workers", "max_pending", "cache_size", "fail_open",
 }
 
 
@@ -67,6 +68,9 @@ class PIISettings:
     """Optional hard cap on messages queued or running in the analyzer (``0``: none). Admission
     is by deadline: a message is refused only when the backlog ahead of it cannot be done
     within ``timeout`` (:mod:`guard.pii.pool`)."""
+    cache_size: int = 65536
+    """Verdict-cache entries per analyzer process: detections of strings seen before, keyed by a
+    keyed digest, never the strings (:mod:`guard.pii.scan.cache`); ``0`` turns it off."""
     fail_open: frozenset[str] = frozenset()
     """Servers whose messages pass unprotected (audited) when analysis fails or times out."""
 
@@ -131,5 +135,6 @@ def parse_pii(raw: Mapping[str, Any], problems: ct.Problems, base_dir: Path,
         timeout=ct.positive(raw, "timeout", float, d.timeout, path, problems),
         workers=ct.positive(raw, "workers", int, d.workers, path, problems, allow_zero=True),
         max_pending=ct.positive(raw, "max_pending", int, d.max_pending, path, problems, allow_zero=True),
+        cache_size=ct.positive(raw, "cache_size", int, d.cache_size, path, problems, allow_zero=True),
         fail_open=frozenset(fail_open),
     )

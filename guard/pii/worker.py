@@ -65,7 +65,7 @@ def main(argv: list[str]) -> int:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames may reach the real stdout
     from guard import logs
-    from guard.pii.analysis import analyze_items
+    from guard.pii.scan.cache import VerdictCache
 
     logs.configure(argv[0] if argv else "warning")  # also caps Presidio's content-logging loggers
 
@@ -73,6 +73,7 @@ def main(argv: list[str]) -> int:
     if spec is None:
         return 0
     analyzer = spec.build()
+    cache = VerdictCache(spec.cache_size)
     stdout.write(frame(("ready", os.getpid())))
     stdout.flush()
     while True:
@@ -83,7 +84,7 @@ def main(argv: list[str]) -> int:
         reply: tuple[Any, Any, str | None, float]
         started = time.perf_counter()
         try:
-            detections = analyze_items(analyzer, items)
+            detections = cache.analyze(analyzer, items)
             reply = (request_id, detections, None, time.perf_counter() - started)
         except Exception as exc:  # reported to guard, which fails the message closed
             reply = (request_id, None, type(exc).__name__, time.perf_counter() - started)

@@ -155,7 +155,7 @@ def build_pii_stage(settings: Any, reveal_check: RevealCheck | None = None) -> P
     pii: PIISettings = settings.pii if hasattr(settings, "pii") else settings
     if not pii.enabled:
         return None
-    spec = AnalyzerSpec.for_rules(pii.rules, pii.nlp_model)
+    spec = AnalyzerSpec.for_rules(pii.rules, pii.nlp_model, pii.cache_size)
     analysis = analysis_for(spec, workers=pii.workers, max_pending=pii.max_pending)
     analyzer = analysis.analyzer if isinstance(analysis, ThreadAnalysis) else None
     protector = Protector(analyzer, pii.rules, pii.keyring, pii.deployment_id, bind_tenant=pii.bind_tenant)
