@@ -120,9 +120,13 @@ def message_cost(items: list[Item]) -> int:
 class ServiceTime:
     """Measured analysis time per unit of cost, to predict when a backlog will be done.
 
-    An exponentially weighted mean of ``seconds / cost`` over the analyses that finished
-    (wall time in the analyzer, so CPU contention on a busy host counts), starting from
-    :data:`INITIAL_SECONDS_PER_COST`.
+    An exponentially weighted mean of ``seconds / cost`` over the analyses that finished,
+    starting from :data:`INITIAL_SECONDS_PER_COST`. ``seconds`` is the turnaround as guard's
+    event loop sees it: from the moment the request was at the head of its analyzer's queue
+    (sent to an idle analyzer, or the previous answer processed) until its answer was
+    processed. That includes what delays an answer besides the analysis itself (CPU
+    contention on a busy host, the pipe, the loop's own backlog), which is what decides
+    whether a queued message meets its deadline.
     """
 
     def __init__(self, initial: float = INITIAL_SECONDS_PER_COST, weight: float = 0.2) -> None:
@@ -208,8 +212,10 @@ class ThreadAnalysis(_Bounded):
         self._queued_cost += cost
 
         def done(future: asyncio.Future[Any], cost: int = cost) -> None:
+            now = time.monotonic()
+            self.service.record(now - self._running_since, cost)
             self._queued_cost -= cost
-            self._running_since = time.monotonic()
+            self._running_since = now
             self._release(future)
 
         future.add_done_callback(done)
@@ -222,11 +228,7 @@ class ThreadAnalysis(_Bounded):
             raise PIIUnavailable("pii_error") from exc
 
     def _analyze(self, items: list[Item]) -> list[list[Detection]]:
-        started = time.perf_counter()
-        try:
-            return self.cache.analyze(self.analyzer, items)
-        finally:
-            self.service.record(time.perf_counter() - started, message_cost(items))
+        return self.cache.analyze(self.analyzer, items)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -259,12 +261,16 @@ class _Worker:
         assert stdin is not None
         stdin.write(frame((request_id, items)))
 
-    def answered(self, request_id: int) -> tuple[asyncio.Future[list[list[Detection]]], int] | None:
+    def answered(self, request_id: int) -> tuple[asyncio.Future[list[list[Detection]]], int, float] | None:
+        """The request's future and cost, and its turnaround (see :class:`ServiceTime`)."""
         entry = self.outstanding.pop(request_id, None)
-        if entry is not None:
-            self.queued_cost -= entry[1]
-        self.running_since = time.monotonic()  # the next one, if any, starts now
-        return entry
+        now = time.monotonic()
+        turnaround = now - self.running_since
+        self.running_since = now  # the next one, if any, starts now
+        if entry is None:
+            return None
+        self.queued_cost -= entry[1]
+        return entry[0], entry[1], turnaround
 
     def wait(self, service: ServiceTime, now: float) -> float:
         """Predicted seconds until this worker has finished everything sent to it."""
@@ -437,12 +443,12 @@ class ProcessAnalysis(_Bounded):
                 reply = None
             if reply is None:
                 break
-            request_id, detections, error, seconds = reply
+            request_id, detections, error = reply
             entry = worker.answered(request_id)
             if entry is None:
                 continue
-            future, cost = entry
-            self.service.record(seconds, cost)
+            future, cost, turnaround = entry
+            self.service.record(turnaround, cost)
             if future.done():
                 continue
             if error is not None:

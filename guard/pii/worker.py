@@ -5,9 +5,7 @@ pickle (the pipes are private to guard and this process):
 
 * in: first an :class:`~guard.pii.pool.AnalyzerSpec`, then requests ``(id, items)``;
 * out: first ``("ready", pid)`` once the analyzer is built, then per request, in order,
-  ``(id, detections, None, seconds)`` or ``(id, None, error type name, seconds)``, where
-  ``seconds`` is the wall time the analysis took (guard's admission estimates backlogs from
-  it).
+  ``(id, detections, None)`` or ``(id, None, error type name)``.
 
 The process exits when stdin closes (guard stopped or closed the pool, or died); it
 ignores SIGINT and SIGTERM (see :func:`main`). It never reads
@@ -23,7 +21,6 @@ import pickle
 import signal
 import struct
 import sys
-import time
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
@@ -81,13 +78,11 @@ def main(argv: list[str]) -> int:
         if request is None:
             return 0
         request_id, items = request
-        reply: tuple[Any, Any, str | None, float]
-        started = time.perf_counter()
+        reply: tuple[Any, Any, str | None]
         try:
-            detections = cache.analyze(analyzer, items)
-            reply = (request_id, detections, None, time.perf_counter() - started)
+            reply = (request_id, cache.analyze(analyzer, items), None)
         except Exception as exc:  # reported to guard, which fails the message closed
-            reply = (request_id, None, type(exc).__name__, time.perf_counter() - started)
+            reply = (request_id, None, type(exc).__name__)
         stdout.write(frame(reply))
         stdout.flush()
 

@@ -75,7 +75,7 @@ async def test_overload_refuses_at_once_what_cannot_finish_before_its_deadline()
     for _ in range(3):
         await analysis.analyze(items(), time.monotonic() + 10)
     per_message = analysis.service.seconds(message_cost(items()))
-    assert per_message == pytest.approx(PER_CHAR * message_cost(items()), rel=0.5)
+    assert per_message >= 0.9 * PER_CHAR * message_cost(items())  # a turnaround includes the analysis
     analyzer.gate.clear()  # hold the analyzer: a backlog of 20 messages (~65 ms) builds up
     backlog = [asyncio.ensure_future(analysis.analyze(items(), time.monotonic() + 30)) for _ in range(20)]
     await asyncio.sleep(0)
