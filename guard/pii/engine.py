@@ -138,9 +138,10 @@ def any_pattern(recognizer: EntityRecognizer) -> Any:
     if not patterns or not isinstance(recognizer, PatternRecognizer):
         return None
     sources = [p.regex for p in patterns]
-    if any(_UNSAFE_IN_ALTERNATION.search(source) for source in sources):
+    flags = recognizer.global_regex_flags
+    if flags is None or any(_UNSAFE_IN_ALTERNATION.search(source) for source in sources):
         return None
-    return regex.compile("|".join(f"(?:{source})" for source in sources), recognizer.global_regex_flags)
+    return regex.compile("|".join(f"(?:{source})" for source in sources), flags)
 
 
 def offline_tldextract() -> tldextract.TLDExtract:
