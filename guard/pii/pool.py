@@ -39,6 +39,7 @@ flood of slow messages cannot queue unbounded work.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -120,28 +121,39 @@ def message_cost(items: list[Item]) -> int:
 class ServiceTime:
     """Measured analysis time per unit of cost, to predict when a backlog will be done.
 
-    An exponentially weighted mean of ``seconds / cost`` over the analyses that finished,
-    starting from :data:`INITIAL_SECONDS_PER_COST`. ``seconds`` is the turnaround as guard's
-    event loop sees it: from the moment the request was at the head of its analyzer's queue
-    (sent to an idle analyzer, or the previous answer processed) until its answer was
-    processed. That includes what delays an answer besides the analysis itself (CPU
-    contention on a busy host, the pipe, the loop's own backlog), which is what decides
-    whether a queued message meets its deadline.
+    The ratio of the summed turnarounds to the summed costs of the last :attr:`window`
+    analyses (before the first one: :data:`INITIAL_SECONDS_PER_COST`): the rate at which a
+    backlog of mixed messages drains. A sum ratio, not a mean of per-message ratios, so that a
+    tiny message delayed by a scheduler hiccup moves the estimate by its share of the work,
+    not by its own (huge) seconds-per-character.
+
+    A turnaround is measured as guard's event loop sees it: from the moment the request was at
+    the head of its analyzer's queue (sent to an idle analyzer, or the previous answer
+    processed) until its answer was processed. That includes what delays an answer besides
+    the analysis itself (CPU contention on a busy host, the pipe, the loop's own backlog),
+    which is what decides whether a queued message meets its deadline.
     """
 
-    def __init__(self, initial: float = INITIAL_SECONDS_PER_COST, weight: float = 0.2) -> None:
+    def __init__(self, initial: float = INITIAL_SECONDS_PER_COST, window: int = 64) -> None:
         self.per_cost = initial
-        self.weight = weight
+        self.window = window
         self.samples = 0
+        self._recent: collections.deque[tuple[float, int]] = collections.deque(maxlen=window)
+        self._seconds = 0.0
+        self._cost = 0
 
     def record(self, seconds: float, cost: int) -> None:
         if cost <= 0 or seconds < 0:
             return
-        sample = seconds / cost
+        if len(self._recent) == self.window:
+            old_seconds, old_cost = self._recent[0]
+            self._seconds -= old_seconds
+            self._cost -= old_cost
+        self._recent.append((seconds, cost))
+        self._seconds += seconds
+        self._cost += cost
         self.samples += 1
-        # The first measurements replace the guess quickly; later ones are smoothed.
-        weight = max(self.weight, 1.0 / self.samples)
-        self.per_cost += weight * (sample - self.per_cost)
+        self.per_cost = max(self._seconds, 0.0) / self._cost
 
     def seconds(self, cost: float) -> float:
         return cost * self.per_cost

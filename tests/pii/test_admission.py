@@ -49,15 +49,23 @@ def items(n: int = 100) -> list[tuple[str, tuple[str, ...]]]:
 
 
 def test_service_time_follows_measurements() -> None:
-    service = ServiceTime(initial=1e-3)
+    service = ServiceTime(initial=1e-3, window=8)
     service.record(0.010, 1000)  # the first measurement replaces the guess
     assert service.per_cost == pytest.approx(1e-5)
-    for _ in range(50):
+    for _ in range(8):
         service.record(0.002, 1000)
-    assert service.per_cost == pytest.approx(2e-6, rel=0.01)
-    assert service.seconds(500) == pytest.approx(1e-3, rel=0.01)
+    assert service.per_cost == pytest.approx(2e-6)  # the window has moved past the first one
+    assert service.seconds(500) == pytest.approx(1e-3)
     service.record(1.0, 0)  # nothing to learn from an empty message
-    assert service.per_cost == pytest.approx(2e-6, rel=0.01)
+    assert service.per_cost == pytest.approx(2e-6)
+
+
+def test_a_delayed_tiny_message_moves_the_estimate_by_its_share_only() -> None:
+    service = ServiceTime(window=64)
+    for _ in range(63):
+        service.record(0.002, 2000)  # 1 us per character
+    service.record(0.050, 100)  # a 100-character message that waited 50 ms for the scheduler
+    assert service.per_cost < 1.5e-6  # a mean of ratios would say ~8 us per character
 
 
 async def test_a_burst_that_fits_the_deadline_queues_beyond_any_count() -> None:
