@@ -29,7 +29,9 @@ plain ``AnalyzerEngine.analyze``):
   pattern matches anywhere (the same engine decides the same question), and the recognizer
   is skipped without its per-pattern overhead (a timed ``finditer`` per pattern). Patterns
   with back-references or global inline flags, whose meaning would change in an
-  alternation, keep their recognizer running on the trigger alone.
+  alternation, keep their recognizer running on the trigger alone. The rules file's custom
+  recognizers (plain ``PatternRecognizer`` objects, deny lists included as a pattern) have no
+  trigger but get the same search.
 * **Lazy NLP artifacts.** Tokenization is only needed for context-word scoring of
   results that exist. Guard passes Presidio artifacts that tokenize on first access, so a
   string with no match is never tokenized.
@@ -321,8 +323,8 @@ class Analyzer:
         self._plan: list[tuple[EntityRecognizer, Any, Any]] = []
         for rec in recognizers:
             source = TRIGGERS.get(type(rec).__name__)
-            if source is None:
-                self._plan.append((rec, None, None))
+            if source is None:  # custom recognizers: plain PatternRecognizers need a pattern match too
+                self._plan.append((rec, None, any_pattern(rec) if type(rec) is PatternRecognizer else None))
                 continue
             trigger = triggers.setdefault(source, regex.compile(source, _FLAGS))
             self._plan.append((rec, trigger, any_pattern(rec)))
@@ -345,7 +347,7 @@ class Analyzer:
     def _selected(self, text: str) -> list[EntityRecognizer]:
         hits = {id(t): t.search(text) is not None for t in self._trigger_list}
         return [rec for rec, trig, exact in self._plan
-                if trig is None or (hits[id(trig)] and (exact is None or exact.search(text) is not None))]
+                if (trig is None or hits[id(trig)]) and (exact is None or exact.search(text) is not None)]
 
     def may_contain_pii(self, text: str) -> bool:
         """False only if no recognizer can match anything in ``text``."""

@@ -152,7 +152,16 @@ def _alternation_cases(analyzer: Analyzer) -> list[tuple[str, Any]]:
     return [(rec.name, rec) for rec in analyzer.recognizers if any_pattern(rec) is not None]
 
 
-_ALTERNATIONS = _alternation_cases(Analyzer())
+def _with_custom() -> Analyzer:
+    from guard.pii.rules import PatternSpec, RecognizerSpec
+
+    spec = RecognizerSpec(name="employee_id", entity="EMPLOYEE_ID",
+                          patterns=(PatternSpec("emp", r"\bEMP-\d{6}\b", 0.6),), context=("employee",),
+                          deny_list=("Project Nightingale", "EMP-CEO"))
+    return Analyzer(custom=[spec])
+
+
+_ALTERNATIONS = _alternation_cases(_with_custom())
 
 
 @pytest.mark.parametrize(("name", "recognizer"), _ALTERNATIONS, ids=[c[0] for c in _ALTERNATIONS])
@@ -177,3 +186,4 @@ def test_patterns_that_cannot_be_joined_keep_their_recognizer_on_the_trigger(ful
     unjoined = {rec.name for rec in full_analyzer.recognizers if any_pattern(rec) is None}
     # MAC addresses use a back-reference, URLs a global inline flag; phone numbers have no patterns.
     assert unjoined == {"MacAddressRecognizer", "UrlRecognizer", "PhoneRecognizer"}
+    assert "employee_id" in {name for name, _ in _ALTERNATIONS}  # custom recognizers (and deny lists) too
