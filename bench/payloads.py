@@ -10,7 +10,10 @@ records (MCP tools usually serialize their rows as JSON text).
   the same shape, so the PII stage walks as many leaves and digits but finds nothing.
 
 Several variants per (size, pii) are built with different values so that nothing
-downstream can profit from seeing the very same bytes twice.
+downstream can profit from seeing the very same bytes twice. With a ``tag`` every string
+value also ends in that word: the upstream puts a different one in every response
+(:func:`unique_tag`), so that no string repeats from call to call and a cache of analysis
+results cannot make the PII stage look cheaper than it is on fresh data.
 """
 
 from __future__ import annotations
@@ -70,14 +73,36 @@ def _ticket(rng: random.Random, i: int) -> dict[str, Any]:
     }
 
 
-def result(size: int, pii: bool, variant: int = 0) -> dict[str, Any]:
-    """A ``tools/call`` result whose response frame is about ``size`` bytes (at least one record)."""
+TAG_PLACEHOLDER = "UNIQTAG"
+"""Stands for the per-call word in a tagged body; :func:`unique_tag` has the same length."""
+
+
+def unique_tag(n: int) -> str:
+    """The ``n``-th per-call word: seven lower-case letters (no digits: no recognizer trigger)."""
+    letters = []
+    for _ in range(len(TAG_PLACEHOLDER)):
+        n, rest = divmod(n, 26)
+        letters.append(chr(ord("a") + rest))
+    return "".join(letters)
+
+
+def _tagged(record: dict[str, Any], tag: str | None) -> dict[str, Any]:
+    if tag is None:
+        return record
+    return {k: f"{v} {tag}" if isinstance(v, str) else v for k, v in record.items()}
+
+
+def result(size: int, pii: bool, variant: int = 0, tag: str | None = None) -> dict[str, Any]:
+    """A ``tools/call`` result whose response frame is about ``size`` bytes (at least one record).
+
+    ``tag``: a word appended to every string value (see the module docstring).
+    """
     rng = random.Random(size * 1000 + variant * 2 + int(pii))
     make = _customer if pii else _ticket
     records: list[dict[str, Any]] = []
     overhead = len('{"jsonrpc":"2.0","id":1234567,"result":{"content":[{"type":"text","text":""}]}}')
     while True:
-        candidate = [*records, make(rng, len(records) + variant * 100)]
+        candidate = [*records, _tagged(make(rng, len(records) + variant * 100), tag)]
         text = json.dumps(candidate, separators=(",", ":"))
         if records and len(json.dumps(text)) + overhead > size:
             break
@@ -86,9 +111,9 @@ def result(size: int, pii: bool, variant: int = 0) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": text}], "isError": False}
 
 
-def result_json(size: int, pii: bool, variant: int = 0) -> str:
+def result_json(size: int, pii: bool, variant: int = 0, tag: str | None = None) -> str:
     """:func:`result` serialized compactly (the upstream splices it into its responses)."""
-    return json.dumps(result(size, pii, variant), separators=(",", ":"))
+    return json.dumps(result(size, pii, variant, tag), separators=(",", ":"))
 
 
 def sample_pii_values(size: int, variant: int = 0) -> list[str]:

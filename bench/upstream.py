@@ -9,7 +9,12 @@ configuration of the benchmark (direct, bare relay, guard) talks to this same pr
 result from :mod:`bench.payloads` of about that many bytes (customer records with e-mail
 addresses, phone and card numbers, or PII-free tickets). The bodies are built once at
 start-up (8 variants per size) and the response is spliced together as text, so the
-upstream spends microseconds per call and is not what limits the benchmark. ``initialize``,
+upstream spends microseconds per call and is not what limits the benchmark.
+
+``--values unique`` (the default): every string value of every response ends in a word
+that is different in each response (:func:`bench.payloads.unique_tag`), so nothing
+repeats from call to call and guard's verdict cache never answers; ``--values repeat``:
+the 8 variants in rotation, a repetitive stream where it answers most strings. ``initialize``,
 ``ping`` and ``tools/list`` are answered too, so an MCP client can talk to it.
 """
 
@@ -27,7 +32,7 @@ from websockets.asyncio.server import ServerConnection, serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.payloads import result_json
+from bench.payloads import TAG_PLACEHOLDER, result_json, unique_tag
 
 SIZES = (1024, 4096, 16384)
 VARIANTS = 8
@@ -38,19 +43,22 @@ TOOLS = {"tools": [{"name": name, "description": "Customer or ticket records of 
 
 
 class Bodies:
-    """Pre-serialized results, rotated through the variants."""
+    """Pre-serialized results, rotated through the variants (with a fresh tag per call if unique)."""
 
-    def __init__(self) -> None:
-        self._bodies = {(size, pii): [result_json(size, pii, v) for v in range(VARIANTS)]
+    def __init__(self, unique: bool = True) -> None:
+        self._tag = TAG_PLACEHOLDER if unique else None
+        self._bodies = {(size, pii): [result_json(size, pii, v, self._tag) for v in range(VARIANTS)]
                         for size in SIZES for pii in (False, True)}
         self._turn = itertools.count()
 
     def get(self, size: int, pii: bool) -> str:
         key = (size, pii)
         if key not in self._bodies:
-            self._bodies[key] = [result_json(size, pii, v) for v in range(VARIANTS)]
+            self._bodies[key] = [result_json(size, pii, v, self._tag) for v in range(VARIANTS)]
         variants = self._bodies[key]
-        return variants[next(self._turn) % len(variants)]
+        turn = next(self._turn)
+        body = variants[turn % len(variants)]
+        return body if self._tag is None else body.replace(TAG_PLACEHOLDER, unique_tag(turn))
 
 
 def answer(message: dict[str, Any], bodies: Bodies) -> str | None:
@@ -74,8 +82,8 @@ def answer(message: dict[str, Any], bodies: Bodies) -> str | None:
     return f'{{"jsonrpc":"2.0","id":{rid},"result":{body}}}'
 
 
-async def main(port: int) -> None:
-    bodies = Bodies()
+async def main(port: int, unique: bool = True) -> None:
+    bodies = Bodies(unique)
 
     async def handler(ws: ServerConnection) -> None:
         async for frame in ws:
@@ -95,10 +103,11 @@ async def main(port: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--values", choices=("unique", "repeat"), default="unique")
     args = parser.parse_args()
     try:
         import uvloop
 
-        uvloop.run(main(args.port))
+        uvloop.run(main(args.port, args.values == "unique"))
     except ImportError:
-        asyncio.run(main(args.port))
+        asyncio.run(main(args.port, args.values == "unique"))

@@ -264,6 +264,8 @@ def message_record(ctx: MessageContext, *, now: float, perf: float, event_id: st
         if isinstance(reason, str):
             guard["verdict"]["reason"] = text(reason, 128)
             record["event"].setdefault("reason", text(reason))
+        if isinstance(verdict.data, Mapping) and verdict.data.get("upstream_executed") is True:
+            guard["verdict"]["upstream_executed"] = True  # refused after the call ran upstream
         record["error"] = {"code": str(int(verdict.code)), "message": text(verdict.error_message)}
         if verdict.close is not None:
             guard["verdict"]["close_code"] = int(verdict.close.code)

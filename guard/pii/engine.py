@@ -22,6 +22,16 @@ plain ``AnalyzerEngine.analyze``):
   occur in a string cannot produce a result there and is skipped; a string no trigger
   fires on is not analyzed at all. Custom and NER recognizers have no trigger: they run
   on every string.
+* **One search per recognizer.** After its trigger fired, a pattern recognizer (Presidio's
+  ``PatternRecognizer.analyze``, or the IBAN recognizer's own loop) can only produce a result
+  where one of its patterns matches. Its patterns are joined into one alternation, compiled
+  with the recognizer's own flags and ``regex`` engine; a search that finds nothing means no
+  pattern matches anywhere (the same engine decides the same question), and the recognizer
+  is skipped without its per-pattern overhead (a timed ``finditer`` per pattern). Patterns
+  with back-references or global inline flags, whose meaning would change in an
+  alternation, keep their recognizer running on the trigger alone. The rules file's custom
+  recognizers (plain ``PatternRecognizer`` objects, deny lists included as a pattern) have no
+  trigger but get the same search.
 * **Lazy NLP artifacts.** Tokenization is only needed for context-word scoring of
   results that exist. Guard passes Presidio artifacts that tokenize on first access, so a
   string with no match is never tokenized.
@@ -105,6 +115,23 @@ TRIGGERS: dict[str, str] = {
     "UuidRecognizer": r"[0-9a-f]{8}-[0-9a-f]{4}",
     "UrlRecognizer": r"\.[a-z]{2}",
 }
+
+
+_UNSAFE_IN_ALTERNATION = regex.compile(r"\\[1-9]|\\g<|\(\?P=|\(\?[a-zA-Z]+\)")
+"""Back-references and global inline flags: their meaning changes when patterns are joined."""
+
+
+def any_pattern(recognizer: EntityRecognizer) -> Any:
+    """One compiled alternation of a pattern recognizer's patterns (module docstring), or
+    ``None`` when it has none or one cannot be joined safely."""
+    patterns = getattr(recognizer, "patterns", None)
+    if not patterns or not isinstance(recognizer, PatternRecognizer):
+        return None
+    sources = [p.regex for p in patterns]
+    flags = recognizer.global_regex_flags
+    if flags is None or any(_UNSAFE_IN_ALTERNATION.search(source) for source in sources):
+        return None
+    return regex.compile("|".join(f"(?:{source})" for source in sources), flags)
 
 
 def offline_tldextract() -> tldextract.TLDExtract:
@@ -310,13 +337,14 @@ class Analyzer:
         self.recognizers: tuple[EntityRecognizer, ...] = tuple(recognizers)
         self.entities: list[str] = sorted({e for r in recognizers for e in r.supported_entities})
         triggers: dict[str, Any] = {}
-        self._plan: list[tuple[EntityRecognizer, Any]] = []
+        self._plan: list[tuple[EntityRecognizer, Any, Any]] = []
         for rec in recognizers:
             source = TRIGGERS.get(type(rec).__name__)
-            if source is None:
-                self._plan.append((rec, None))
+            if source is None:  # custom recognizers: plain PatternRecognizers need a pattern match too
+                self._plan.append((rec, None, any_pattern(rec) if type(rec) is PatternRecognizer else None))
                 continue
-            self._plan.append((rec, triggers.setdefault(source, regex.compile(source, _FLAGS))))
+            trigger = triggers.setdefault(source, regex.compile(source, _FLAGS))
+            self._plan.append((rec, trigger, any_pattern(rec)))
         self._trigger_list = list(triggers.values())
         # Context-word shortcut (module docstring): only sound when lemmas are lower-cased
         # token text and no recognizer overrides Presidio's recognizer-level enhancement.
@@ -335,7 +363,8 @@ class Analyzer:
 
     def _selected(self, text: str) -> list[EntityRecognizer]:
         hits = {id(t): t.search(text) is not None for t in self._trigger_list}
-        return [rec for rec, trig in self._plan if trig is None or hits[id(trig)]]
+        return [rec for rec, trig, exact in self._plan
+                if (trig is None or hits[id(trig)]) and (exact is None or exact.search(text) is not None)]
 
     def may_contain_pii(self, text: str) -> bool:
         """False only if no recognizer can match anything in ``text``."""

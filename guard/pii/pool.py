@@ -15,7 +15,7 @@ and :class:`~guard.pii.analysis.Detection` lists come back; walking the payload,
 tokens, keys and rewriting stay in guard's process, so key material never leaves it.
 
 Workers start when the stage starts, and guard does not serve before they answer. A
-message goes to the worker with the fewest outstanding requests, or, when it is large and
+message goes to the worker predicted to be free first, or, when it is large and
 several workers are idle, is split over them (:meth:`ProcessAnalysis._parts`). A worker that dies (killed, out of
 memory) fails the messages it had closed (``pii_error``) and is replaced at once; one that
 has been working on a message whose deadline passed for ``stall_grace`` seconds is killed
@@ -25,14 +25,21 @@ behind others do not count against it).
 ``workers = 0`` selects :class:`ThreadAnalysis` (one thread in guard's process): less
 memory, no parallelism; tests use it with stand-in analyzers.
 
-Both bound the work in flight (``max_pending``) and the time per message (the deadline):
-beyond either the stage fails closed. An analysis that overran its deadline keeps its slot
-until it really finishes, so a flood of slow messages cannot queue unbounded work.
+Admission is by deadline, not by count (:class:`ServiceTime`): a message is refused
+(``pii_overloaded``) only when it cannot be analysed before its deadline given the backlog
+ahead of it, estimated as the measured service time per unit of cost times the cost queued
+on the least busy worker (plus its own). Otherwise it queues, however many messages wait: a
+burst of small messages is absorbed, and the queue is bounded by what the workers can finish
+within one timeout. ``max_pending`` (``0``: none, the default) is an optional hard cap on
+messages queued or running. A message whose analysis overruns its deadline anyway fails
+closed (``pii_timeout``); its work keeps counting against the backlog until it finishes, so a
+flood of slow messages cannot queue unbounded work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
@@ -46,8 +53,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guard.errors import PIIError
-from guard.pii.analysis import Detection, Item, TextAnalyzer, analyze_items
+from guard.pii.analysis import Detection, Item, TextAnalyzer
 from guard.pii.rules import PIIRules, RecognizerSpec
+from guard.pii.scan.cache import DEFAULT_CAPACITY, VerdictCache
 from guard.pii.worker import HEADER, frame, frame_size
 
 if TYPE_CHECKING:
@@ -57,6 +65,10 @@ log = logging.getLogger("guard.pii")
 
 ITEM_COST = 64
 """Estimated analysis cost of one string beyond its length, in characters (see ``_parts``)."""
+
+INITIAL_SECONDS_PER_COST = 2e-6
+"""Service time per unit of cost assumed before anything was measured (conservative: about
+twice what a 4 KB result with 30 PII values took before the compiled scanner)."""
 
 START_TIMEOUT = 120.0
 """Seconds allowed for the first worker to import Presidio and build its analyzer."""
@@ -83,14 +95,16 @@ class AnalyzerSpec:
     """An installed spaCy pipeline adding NER, or ``""`` (blank tokenizer)."""
     context: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Context words per entity type replacing the recognizers' own (``[entities.X] context``)."""
+    cache_size: int = DEFAULT_CAPACITY
+    """Verdict-cache entries per analyzer (:mod:`guard.pii.scan.cache`; ``0``: no cache)."""
 
     @classmethod
-    def for_rules(cls, rules: PIIRules, nlp_model: str = "") -> AnalyzerSpec:
+    def for_rules(cls, rules: PIIRules, nlp_model: str = "", cache_size: int = DEFAULT_CAPACITY) -> AnalyzerSpec:
         """The analyzer a rules file needs: the entity types it names and its recognizers."""
         entities = rules.detected_entities()
         return cls(entities=None if entities is None else tuple(sorted(entities)),
                    custom=tuple(rules.recognizers), nlp_model=nlp_model,
-                   context=tuple(sorted(rules.context.items())))
+                   context=tuple(sorted(rules.context.items())), cache_size=cache_size)
 
     def build(self) -> Analyzer:
         from guard.pii.engine import Analyzer, load_spacy_pipeline
@@ -122,17 +136,78 @@ def worker_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
 # -- in guard's process --------------------------------------------------------------------
 
 
+def message_cost(items: list[Item]) -> int:
+    """Estimated analysis cost of ``items``: characters plus :data:`ITEM_COST` per string."""
+    return sum(len(text) for text, _ in items) + ITEM_COST * len(items)
+
+
+class ServiceTime:
+    """Measured analysis time per unit of cost, to predict when a backlog will be done.
+
+    The ratio of the summed turnarounds to the summed costs of the last :attr:`window`
+    analyses (before the first one: :data:`INITIAL_SECONDS_PER_COST`): the rate at which a
+    backlog of mixed messages drains. A sum ratio, not a mean of per-message ratios, so that a
+    tiny message delayed by a scheduler hiccup moves the estimate by its share of the work,
+    not by its own (huge) seconds-per-character.
+
+    A turnaround is measured as guard's event loop sees it: from the moment the request was at
+    the head of its analyzer's queue (sent to an idle analyzer, or the previous answer
+    processed) until its answer was processed. That includes what delays an answer besides
+    the analysis itself (CPU contention on a busy host, the pipe, the loop's own backlog),
+    which is what decides whether a queued message meets its deadline.
+    """
+
+    def __init__(self, initial: float = INITIAL_SECONDS_PER_COST, window: int = 64) -> None:
+        self.per_cost = initial
+        self.window = window
+        self.samples = 0
+        self._recent: collections.deque[tuple[float, int]] = collections.deque(maxlen=window)
+        self._seconds = 0.0
+        self._cost = 0
+
+    def record(self, seconds: float, cost: int) -> None:
+        if cost <= 0 or seconds < 0:
+            return
+        if len(self._recent) == self.window:
+            old_seconds, old_cost = self._recent[0]
+            self._seconds -= old_seconds
+            self._cost -= old_cost
+        self._recent.append((seconds, cost))
+        self._seconds += seconds
+        self._cost += cost
+        self.samples += 1
+        self.per_cost = max(self._seconds, 0.0) / self._cost
+
+    def seconds(self, cost: float) -> float:
+        return cost * self.per_cost
+
+
 class _Bounded:
-    """The pending cap and per-message deadline shared by both kinds of analysis."""
+    """Admission by deadline (and the optional hard cap) shared by both kinds of analysis."""
 
     def __init__(self, max_pending: int) -> None:
         self.max_pending = max_pending
         self._pending = 0
+        self.service = ServiceTime()
+        self.refused = 0
+        """Messages refused at admission (``pii_overloaded``) so far."""
 
     @property
     def pending(self) -> int:
         """Analyses queued or running (including ones whose caller gave up)."""
         return self._pending
+
+    def _admit(self, wait: float, cost: int, deadline: float) -> None:
+        """Raise ``pii_overloaded`` when the message cannot be done before ``deadline``.
+
+        ``wait`` is the predicted time until the chosen analyzer is free.
+        """
+        if self.max_pending and self._pending >= self.max_pending:
+            self.refused += 1
+            raise PIIUnavailable("pii_overloaded")
+        if time.monotonic() + wait + self.service.seconds(cost) > deadline:
+            self.refused += 1
+            raise PIIUnavailable("pii_overloaded")
 
     def _release(self, future: asyncio.Future[Any]) -> None:
         # The slot is freed when the analysis is done, not when its caller gave up.
@@ -144,10 +219,13 @@ class _Bounded:
 class ThreadAnalysis(_Bounded):
     """Analysis in one thread of guard's process (``workers = 0``)."""
 
-    def __init__(self, analyzer: TextAnalyzer, *, max_pending: int = 64) -> None:
+    def __init__(self, analyzer: TextAnalyzer, *, max_pending: int = 0, cache_size: int = 0) -> None:
         super().__init__(max_pending)
         self.analyzer = analyzer
+        self.cache = VerdictCache(cache_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-pii")
+        self._queued_cost = 0
+        self._running_since = 0.0
 
     async def start(self) -> None:
         return None
@@ -156,14 +234,26 @@ class ThreadAnalysis(_Bounded):
         return True, "in-process analyzer"
 
     async def analyze(self, items: list[Item], deadline: float) -> list[list[Detection]]:
-        if self._pending >= self.max_pending:
-            raise PIIUnavailable("pii_overloaded")
+        cost = message_cost(items)
+        busy = time.monotonic() - self._running_since if self._pending else 0.0
+        self._admit(max(self.service.seconds(self._queued_cost) - busy, 0.0), cost, deadline)
         try:
             future = asyncio.get_running_loop().run_in_executor(self._executor, self._analyze, items)
         except RuntimeError as exc:  # the executor is shut down
             raise PIIUnavailable("pii_error") from exc
+        if not self._pending:
+            self._running_since = time.monotonic()
         self._pending += 1
-        future.add_done_callback(self._release)
+        self._queued_cost += cost
+
+        def done(future: asyncio.Future[Any], cost: int = cost) -> None:
+            now = time.monotonic()
+            self.service.record(now - self._running_since, cost)
+            self._queued_cost -= cost
+            self._running_since = now
+            self._release(future)
+
+        future.add_done_callback(done)
         try:
             return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
         except TimeoutError as exc:
@@ -173,7 +263,7 @@ class ThreadAnalysis(_Bounded):
             raise PIIUnavailable("pii_error") from exc
 
     def _analyze(self, items: list[Item]) -> list[list[Detection]]:
-        return analyze_items(self.analyzer, items)
+        return self.cache.analyze(self.analyzer, items)
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -184,28 +274,44 @@ class _Worker:
 
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
-        self.outstanding: dict[int, asyncio.Future[list[list[Detection]]]] = {}
-        """In the order sent, which is the order the worker answers: the first one is running."""
+        self.outstanding: dict[int, tuple[asyncio.Future[list[list[Detection]]], int]] = {}
+        """Future and cost per request, in the order sent, which is the order the worker
+        answers: the first one is running."""
+        self.queued_cost = 0
+        """Sum of the costs of the outstanding requests."""
         self.running_since = 0.0
         """When the worker started on the first outstanding request (monotonic)."""
         self.requests = 0
         """Requests sent so far."""
         self.reader: asyncio.Task[None] | None = None
 
-    def send(self, request_id: int, items: list[Item],
+    def send(self, request_id: int, items: list[Item], cost: int,
              future: asyncio.Future[list[list[Detection]]]) -> None:
         self.requests += 1
         if not self.outstanding:
             self.running_since = time.monotonic()
-        self.outstanding[request_id] = future
+        self.outstanding[request_id] = (future, cost)
+        self.queued_cost += cost
         stdin = self.process.stdin
         assert stdin is not None
         stdin.write(frame((request_id, items)))
 
-    def answered(self, request_id: int) -> asyncio.Future[list[list[Detection]]] | None:
-        future = self.outstanding.pop(request_id, None)
-        self.running_since = time.monotonic()  # the next one, if any, starts now
-        return future
+    def answered(self, request_id: int) -> tuple[asyncio.Future[list[list[Detection]]], int, float] | None:
+        """The request's future and cost, and its turnaround (see :class:`ServiceTime`)."""
+        entry = self.outstanding.pop(request_id, None)
+        now = time.monotonic()
+        turnaround = now - self.running_since
+        self.running_since = now  # the next one, if any, starts now
+        if entry is None:
+            return None
+        self.queued_cost -= entry[1]
+        return entry[0], entry[1], turnaround
+
+    def wait(self, service: ServiceTime, now: float) -> float:
+        """Predicted seconds until this worker has finished everything sent to it."""
+        if not self.outstanding:
+            return 0.0
+        return max(service.seconds(self.queued_cost) - (now - self.running_since), 0.0)
 
     @property
     def pid(self) -> int:
@@ -219,7 +325,7 @@ class _Worker:
 class ProcessAnalysis(_Bounded):
     """Analysis in ``workers`` processes (see the module docstring)."""
 
-    def __init__(self, spec: AnalyzerSpec, *, workers: int = 2, max_pending: int = 64,
+    def __init__(self, spec: AnalyzerSpec, *, workers: int = 2, max_pending: int = 0,
                  start_timeout: float = START_TIMEOUT, stall_grace: float = 5.0, split_cost: int = 1024) -> None:
         super().__init__(max_pending)
         self.spec = spec
@@ -257,8 +363,6 @@ class ProcessAnalysis(_Bounded):
         return False, "no analyzer process running"
 
     async def analyze(self, items: list[Item], deadline: float) -> list[list[Detection]]:
-        if self._pending >= self.max_pending:
-            raise PIIUnavailable("pii_overloaded")
         if not self._live:
             if self._closed:
                 raise PIIUnavailable("pii_error")
@@ -266,14 +370,19 @@ class ProcessAnalysis(_Bounded):
                 await asyncio.wait_for(self._available.wait(), max(deadline - time.monotonic(), 0.0))
             except TimeoutError as exc:
                 raise PIIUnavailable("pii_timeout") from exc
+        costs = [len(text) + ITEM_COST for text, _ in items]
+        parts = self._parts(items, costs)
+        now = time.monotonic()
+        for worker, _, cost in parts:
+            self._admit(worker.wait(self.service, now), cost, deadline)
         loop = asyncio.get_running_loop()
         sent: list[tuple[_Worker, int, asyncio.Future[list[list[Detection]]]]] = []
-        for worker, part in self._parts(items):
+        for worker, part, cost in parts:
             request_id = next(self._ids)
             future: asyncio.Future[list[list[Detection]]] = loop.create_future()
             self._pending += 1
             future.add_done_callback(self._release)
-            worker.send(request_id, part, future)
+            worker.send(request_id, part, cost, future)
             sent.append((worker, request_id, future))
         detections: list[list[Detection]] = []
         try:
@@ -286,32 +395,30 @@ class ProcessAnalysis(_Bounded):
             raise PIIUnavailable("pii_timeout") from exc
         return detections
 
-    def _parts(self, items: list[Item]) -> list[tuple[_Worker, list[Item]]]:
-        """Where the items go: the least busy worker, or split over idle workers.
+    def _parts(self, items: list[Item], costs: list[int]) -> list[tuple[_Worker, list[Item], int]]:
+        """Where the items go: the worker that will be free first, or split over idle workers.
 
         A message whose estimated cost reaches ``split_cost`` is split into contiguous parts of
         similar cost when two or more workers are idle, so one large tool result is analyzed in
         parallel (its latency, not the total work, goes down). Under load no worker is idle
         and nothing is split. The cost of a string is its length plus :data:`ITEM_COST` (each
-        string costs the recognizers a fixed overhead: a 4 KB result of 85 short strings takes
-        ~10 ms).
+        string costs the recognizers a fixed overhead).
         """
         idle = [w for w in self._live if not w.outstanding]
-        costs = [len(text) + ITEM_COST for text, _ in items]
         total = sum(costs)
         if len(idle) < 2 or len(items) < 2 or total < self.split_cost:
-            return [(min(self._live, key=lambda w: len(w.outstanding)), items)]
+            now = time.monotonic()
+            return [(min(self._live, key=lambda w: w.wait(self.service, now)), items, total)]
         count = min(len(idle), len(items))
         share = total / count
-        parts: list[list[Item]] = [[]]
-        size = 0
+        parts: list[tuple[list[Item], int]] = [([], 0)]
         for item, cost in zip(items, costs, strict=True):
-            if size >= share and len(parts) < count:
-                parts.append([])
-                size = 0
-            parts[-1].append(item)
-            size += cost
-        return list(zip(idle, parts, strict=False))
+            if parts[-1][1] >= share and len(parts) < count:
+                parts.append(([], 0))
+            part, size = parts[-1]
+            part.append(item)
+            parts[-1] = (part, size + cost)
+        return [(worker, part, size) for worker, (part, size) in zip(idle, parts, strict=False)]
 
     async def aclose(self) -> None:
         """Stop the workers (they exit when their input closes; killed if they do not)."""
@@ -370,8 +477,12 @@ class ProcessAnalysis(_Bounded):
             if reply is None:
                 break
             request_id, detections, error = reply
-            future = worker.answered(request_id)
-            if future is None or future.done():
+            entry = worker.answered(request_id)
+            if entry is None:
+                continue
+            future, cost, turnaround = entry
+            self.service.record(turnaround, cost)
+            if future.done():
                 continue
             if error is not None:
                 log.error("PII analysis failed: %s", error)
@@ -395,10 +506,11 @@ class ProcessAnalysis(_Bounded):
         self._task(self._replace())
 
     def _fail(self, worker: _Worker) -> None:
-        for future in worker.outstanding.values():
+        for future, _ in worker.outstanding.values():
             if not future.done():
                 future.set_exception(PIIUnavailable("pii_error"))
         worker.outstanding.clear()
+        worker.queued_cost = 0
 
     async def _replace(self) -> None:
         delay = 0.5
@@ -445,9 +557,9 @@ async def _read_frame(stream: asyncio.StreamReader) -> Any:
 Analysis = ThreadAnalysis | ProcessAnalysis
 
 
-def analysis_for(spec: AnalyzerSpec, *, workers: int, max_pending: int) -> Analysis:
+def analysis_for(spec: AnalyzerSpec, *, workers: int, max_pending: int = 0) -> Analysis:
     """``workers`` processes, or for ``workers = 0`` one thread in guard's process."""
     if workers > 0:
         return ProcessAnalysis(spec, workers=workers, max_pending=max_pending)
-    return ThreadAnalysis(spec.build(), max_pending=max_pending)
+    return ThreadAnalysis(spec.build(), max_pending=max_pending, cache_size=spec.cache_size)
 

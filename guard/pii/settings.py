@@ -13,7 +13,8 @@
     nlp_model = ""                      # "" = blank tokenizer; or an installed spaCy model (guard[ner])
     timeout = 2.0                       # seconds per message (then PII_UNAVAILABLE)
     workers = 2                         # analyzer processes (0: a thread in guard's process)
-    max_pending = 64                    # messages queued for analysis before PII_UNAVAILABLE
+    max_pending = 0                     # optional hard cap on queued messages (0: none; admission is by deadline)
+    cache_size = 65536                  # verdict-cache entries per analyzer process (0: off)
     fail_open = []                      # servers whose messages pass unscanned on analyzer failure
     primary_key = "k1"                  # with [pii.keys]: which key protects new values
 
@@ -37,7 +38,7 @@ from guard.pii.rules import PIIRules, load_rules
 
 _KEYS = {
     "enabled", "rules", "deployment_id", "bind_tenant", "bind_principal", "keyring_file", "keyring_env", "keys",
-    "primary_key", "nlp_model", "timeout", "workers", "max_pending", "fail_open",
+    "primary_key", "nlp_model", "timeout", "workers", "max_pending", "cache_size", "fail_open",
 }
 
 
@@ -69,8 +70,13 @@ class PIISettings:
     """Seconds allowed per message before failing closed (``PII_UNAVAILABLE``)."""
     workers: int = 2
     """Processes running the analyzer (:mod:`guard.pii.pool`); ``0``: one thread in guard's process."""
-    max_pending: int = 64
-    """Messages queued or running in the analyzer; beyond it new ones fail closed."""
+    max_pending: int = 0
+    """Optional hard cap on messages queued or running in the analyzer (``0``: none). Admission
+    is by deadline: a message is refused only when the backlog ahead of it cannot be done
+    within ``timeout`` (:mod:`guard.pii.pool`)."""
+    cache_size: int = 65536
+    """Verdict-cache entries per analyzer process: detections of strings seen before, keyed by a
+    keyed digest, never the strings (:mod:`guard.pii.scan.cache`); ``0`` turns it off."""
     fail_open: frozenset[str] = frozenset()
     """Servers whose messages pass unprotected (audited) when analysis fails or times out."""
 
@@ -135,6 +141,7 @@ def parse_pii(raw: Mapping[str, Any], problems: ct.Problems, base_dir: Path,
         nlp_model=ct.get(raw, "nlp_model", str, d.nlp_model, path, problems),
         timeout=ct.positive(raw, "timeout", float, d.timeout, path, problems),
         workers=ct.positive(raw, "workers", int, d.workers, path, problems, allow_zero=True),
-        max_pending=ct.positive(raw, "max_pending", int, d.max_pending, path, problems),
+        max_pending=ct.positive(raw, "max_pending", int, d.max_pending, path, problems, allow_zero=True),
+        cache_size=ct.positive(raw, "cache_size", int, d.cache_size, path, problems, allow_zero=True),
         fail_open=frozenset(fail_open),
     )

@@ -62,7 +62,7 @@ def main(argv: list[str]) -> int:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing but frames may reach the real stdout
     from guard import logs
-    from guard.pii.analysis import analyze_items
+    from guard.pii.scan.cache import VerdictCache
 
     logs.configure(argv[0] if argv else "warning")  # also caps Presidio's content-logging loggers
 
@@ -70,6 +70,7 @@ def main(argv: list[str]) -> int:
     if spec is None:
         return 0
     analyzer = spec.build()
+    cache = VerdictCache(spec.cache_size)
     stdout.write(frame(("ready", os.getpid())))
     stdout.flush()
     while True:
@@ -79,7 +80,7 @@ def main(argv: list[str]) -> int:
         request_id, items = request
         reply: tuple[Any, Any, str | None]
         try:
-            reply = (request_id, analyze_items(analyzer, items), None)
+            reply = (request_id, cache.analyze(analyzer, items), None)
         except Exception as exc:  # reported to guard, which fails the message closed
             reply = (request_id, None, type(exc).__name__)
         stdout.write(frame(reply))

@@ -9,11 +9,17 @@ message gets the ``to_server`` actions.
 
 Analysis is CPU work: it runs in analyzer processes (or a thread), never on the event
 loop (:mod:`guard.pii.pool`); walking the payload, rules, tokens and rewriting are cheap and
-run on the loop. At most ``max_pending`` messages may be queued or running; beyond that,
-and on analyzer errors or the per-message ``timeout``, the stage fails closed with
-``PII_UNAVAILABLE``, unless the operator opted the server into fail-open, in which case the
-message passes unchanged and ``"pii"`` is appended to ``ctx.fail_open`` for audit.
-Findings (entity type, JSON path, action, score; never values) go to ``ctx.findings``.
+run on the loop. A message is refused at admission only when it cannot be analysed within
+its ``timeout`` given the backlog (``pii_overloaded``; see the pool); on that, on analyzer
+errors and on the per-message ``timeout`` the stage fails closed with ``PII_UNAVAILABLE``,
+unless the operator opted the server into fail-open, in which case the message passes
+unchanged and ``"pii"`` is appended to ``ctx.fail_open`` for audit. Findings (entity type,
+JSON path, action, score; never values) go to ``ctx.findings``.
+
+A refusal of a *response* travelling to the client means the call already ran upstream: a
+client that simply retries would run a non-idempotent tool twice. Its error ``data`` says so
+(``"upstream_executed": true``, also in the audit record's verdict), next to the same
+``reason`` codes as on the request path.
 
 Security warning: ``reveal_check`` runs on the event loop; it must not block (the Casbin
 authorizer's in-memory ``check`` is fine). It may also be a coroutine function.
@@ -37,6 +43,8 @@ log = logging.getLogger("guard.pii")
 
 WITHHELD = "[target withheld: PII analysis unavailable]"
 """What audit records as the target when the PII stage could not protect it."""
+RESPONSE_UNAVAILABLE = "PII protection unavailable; the call was executed upstream"
+"""Error message for a refused response: the tool ran, so a blind retry runs it again."""
 
 RevealCheck = Callable[[Principal, str, str, str], "bool | Awaitable[bool]"]
 """``reveal_check(principal, server, tool, entity_type)``: may this principal see the original?"""
@@ -59,11 +67,12 @@ class PIIStage:
         *,
         reveal_check: RevealCheck | None = None,
         timeout: float = 2.0,
-        max_pending: int = 64,
+        max_pending: int = 0,
         fail_open: frozenset[str] = frozenset(),
         analysis: Analysis | None = None,
     ) -> None:
-        """``analysis`` defaults to one thread running ``protector.analyzer``."""
+        """``analysis`` defaults to one thread running ``protector.analyzer``; ``max_pending``
+        (``0``: none) is an optional hard cap on messages queued or running in it."""
         self.protector = protector
         self._reveal_check: RevealCheck = reveal_check or deny_all_reveals
         self._timeout = timeout
@@ -143,6 +152,9 @@ class PIIStage:
             log.warning("PII protection unavailable (%s); server %s is fail-open", reason, ctx.server)
             ctx.fail_open.append(self.name)
             return PROCEED
+        if ctx.direction is Direction.SERVER_TO_CLIENT and ctx.message.kind.is_response:
+            return Verdict.reject(ErrorCode.PII_UNAVAILABLE, RESPONSE_UNAVAILABLE,
+                                  data={"reason": reason, "upstream_executed": True})
         return Verdict.reject(ErrorCode.PII_UNAVAILABLE, "PII protection unavailable", data={"reason": reason})
 
     async def aclose(self) -> None:
@@ -162,7 +174,7 @@ def build_pii_stage(settings: Any, reveal_check: RevealCheck | None = None) -> P
     pii: PIISettings = settings.pii if hasattr(settings, "pii") else settings
     if not pii.enabled:
         return None
-    spec = AnalyzerSpec.for_rules(pii.rules, pii.nlp_model)
+    spec = AnalyzerSpec.for_rules(pii.rules, pii.nlp_model, pii.cache_size)
     analysis = analysis_for(spec, workers=pii.workers, max_pending=pii.max_pending)
     analyzer = analysis.analyzer if isinstance(analysis, ThreadAnalysis) else None
     protector = Protector(analyzer, pii.rules, pii.keyring, pii.deployment_id, bind_tenant=pii.bind_tenant,

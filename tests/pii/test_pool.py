@@ -89,6 +89,7 @@ async def test_messages_wait_for_a_replacement_within_their_deadline(rules: PIIR
 
 
 async def test_a_worker_stuck_past_the_deadline_is_replaced(pool: ProcessAnalysis) -> None:
+    pool.service.per_cost = 1e-9  # a pathological input: far slower than its size predicts, so admitted
     with pytest.raises(PIIUnavailable) as exc:
         await pool.analyze(big_item(512), time.monotonic() + 0.05)
     assert exc.value.reason == "pii_timeout"
@@ -194,10 +195,12 @@ async def test_a_backlog_is_not_mistaken_for_a_stuck_worker(rules: PIIRules, ana
     analysis = ProcessAnalysis(AnalyzerSpec.for_rules(rules), workers=1, stall_grace=0.2)
     await analysis.start()
     try:
+        analysis.service.per_cost = 1e-9  # admission underestimates the backlog: the next message is admitted
         first = asyncio.create_task(analysis.analyze(big_item(128), time.monotonic() + 60))
         await asyncio.sleep(0.05)
-        with pytest.raises(PIIUnavailable):  # queued behind the first one: times out, not the worker's fault
+        with pytest.raises(PIIUnavailable) as exc:  # queued behind the first one: times out, not the worker's fault
             await analysis.analyze(ITEMS, time.monotonic() + 0.01)
+        assert exc.value.reason == "pii_timeout"
         assert (await first)[0]
         await wait_until(lambda: analysis.pending == 0)
         await asyncio.sleep(0.3)

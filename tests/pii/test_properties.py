@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from guard.crypto.aead import KeyRing
 from guard.jsonrpc import Kind
-from guard.pii.engine import _FLAGS, TRIGGERS, Analyzer, result_key
+from guard.pii.engine import _FLAGS, TRIGGERS, Analyzer, any_pattern, result_key
 from guard.pii.protect import Protector
 from guard.pii.rules import PIIRules
 from guard.pii.walker import Leaf, transform
@@ -182,3 +182,44 @@ def _phones() -> tuple[Any, Any]:
 
 
 _PHONES = _phones()
+
+
+def _alternation_cases(analyzer: Analyzer) -> list[tuple[str, Any]]:
+    return [(rec.name, rec) for rec in analyzer.recognizers if any_pattern(rec) is not None]
+
+
+def _with_custom() -> Analyzer:
+    from guard.pii.rules import PatternSpec, RecognizerSpec
+
+    spec = RecognizerSpec(name="employee_id", entity="EMPLOYEE_ID",
+                          patterns=(PatternSpec("emp", r"\bEMP-\d{6}\b", 0.6),), context=("employee",),
+                          deny_list=("Project Nightingale", "EMP-CEO"))
+    return Analyzer(custom=[spec])
+
+
+_ALTERNATIONS = _alternation_cases(_with_custom())
+
+
+@pytest.mark.parametrize(("name", "recognizer"), _ALTERNATIONS, ids=[c[0] for c in _ALTERNATIONS])
+def test_one_search_of_the_joined_patterns_finds_a_match_iff_some_pattern_does(name: str, recognizer: Any) -> None:
+    joined = any_pattern(recognizer)
+    flags = recognizer.global_regex_flags
+    patterns = [regex.compile(p.regex, flags) for p in recognizer.patterns]
+    generated = st.one_of(*(st.from_regex(re.compile(p.regex, re.IGNORECASE | re.DOTALL | re.MULTILINE))
+                            for p in recognizer.patterns), text_strategy)
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                       HealthCheck.filter_too_much])
+    @given(generated, text_strategy)
+    def check(found: str, around: str) -> None:
+        for s in (found, f"{around} {found} {around}", around):
+            assert (joined.search(s) is not None) == any(p.search(s) for p in patterns), (name, s)
+
+    check()
+
+
+def test_patterns_that_cannot_be_joined_keep_their_recognizer_on_the_trigger(full_analyzer: Analyzer) -> None:
+    unjoined = {rec.name for rec in full_analyzer.recognizers if any_pattern(rec) is None}
+    # MAC addresses use a back-reference, URLs a global inline flag; phone numbers have no patterns.
+    assert unjoined == {"MacAddressRecognizer", "UrlRecognizer", "PhoneRecognizer"}
+    assert "employee_id" in {name for name, _ in _ALTERNATIONS}  # custom recognizers (and deny lists) too

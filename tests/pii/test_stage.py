@@ -226,7 +226,7 @@ async def test_analyzer_error_fails_closed(rules: PIIRules, ring: KeyRing) -> No
     ctx = result_ctx(customer())
     verdict = await stage.process(ctx)
     assert verdict.rejected and verdict.code == ErrorCode.PII_UNAVAILABLE
-    assert verdict.data == {"reason": "pii_error"} and ctx.fail_open == []
+    assert verdict.data == {"reason": "pii_error", "upstream_executed": True} and ctx.fail_open == []
 
 
 async def test_fail_open_server_passes_and_is_audited(rules: PIIRules, ring: KeyRing) -> None:
@@ -243,10 +243,10 @@ async def test_timeout_fails_closed_and_slot_held_until_thread_finishes(rules: P
     slow = SlowAnalyzer(0.5)
     stage = PIIStage(_protector_with(slow, rules, ring), timeout=0.05, max_pending=1)
     verdict = await stage.process(result_ctx(customer()))
-    assert verdict.rejected and verdict.data == {"reason": "pii_timeout"}
+    assert verdict.rejected and verdict.data == {"reason": "pii_timeout", "upstream_executed": True}
     assert stage.pending == 1  # the thread is still running: its slot is not freed early
     verdict = await stage.process(result_ctx(customer()))
-    assert verdict.data == {"reason": "pii_overloaded"}
+    assert verdict.data == {"reason": "pii_overloaded", "upstream_executed": True}
     for _ in range(100):
         if stage.pending == 0:
             break

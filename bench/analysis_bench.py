@@ -1,0 +1,93 @@
+"""Analysis CPU per tool result, this tree against another checkout of guard, same machine, same run.
+
+    .venv/bin/python bench/analysis_bench.py                       # this tree only
+    git archive main | tar -x -C /tmp/guard-main                   # another version to compare with
+    .venv/bin/python bench/analysis_bench.py --other /tmp/guard-main
+
+Builds the analyzer of ``policies/pii.toml`` (:class:`guard.pii.engine.Analyzer`, in this
+process, no cache) and times its analysis of the strings guard sends to the analyzer for
+relay-benchmark results (``bench/payloads.py``; every call with its own tag, so nothing
+repeats): 1 KB PII-free, 4 KB and 16 KB with PII. Best of ``--repeat`` runs (CPU time; the
+machine is shared). With ``--other DIR`` the same is measured for the guard in ``DIR`` in a
+separate process, alternating with this tree, and the ratio is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+POINTS = ((1024, False, 30), (4096, True, 20), (16384, True, 8))
+
+
+def measure(root: Path, repeat: int) -> dict[str, float]:
+    """Run in a process whose ``sys.path`` starts with ``root`` (see ``main``)."""
+    sys.path.insert(0, str(ROOT))  # this tree's payloads (per-call tags)
+    sys.path.insert(0, str(root))
+    from bench.payloads import result, unique_tag
+    from guard import configtools as ct
+    from guard.crypto.aead import KeyRing
+    from guard.jsonrpc import Kind
+    from guard.pii.engine import Analyzer
+    from guard.pii.protect import Protector
+    from guard.pii.rules import load_rules
+
+    rules = load_rules(root / "policies" / "pii.toml", ct.Problems())
+    analyzer = Analyzer(rules.detected_entities(), rules.recognizers)
+    protector = Protector(None, rules, KeyRing("bench", {"bench": bytes(32)}), "bench")
+    out = {}
+    for size, pii, count in POINTS:
+        calls = []
+        for n in range(count):
+            payload = {"jsonrpc": "2.0", "id": n, "result": result(size, pii, n % 8, unique_tag(n))}
+            calls.append(protector.collect(payload, Kind.RESULT, "tools/call", True, "demo", "t").items)
+        best = float("inf")
+        for _ in range(repeat):
+            started = time.process_time()
+            for items in calls:
+                for text, words in items:
+                    analyzer.analyze(text, words)
+            best = min(best, (time.process_time() - started) / len(calls))
+        out[f"{size // 1024} KB {'PII' if pii else 'PII-free'}"] = best * 1e3
+    return out
+
+
+def run(root: Path, repeat: int) -> dict[str, float]:
+    code = (f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); from bench.analysis_bench import measure; "
+            f"from pathlib import Path; print(json.dumps(measure(Path({str(root)!r}), {repeat})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--other", type=Path, help="another guard checkout to compare with")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds with --other (best kept)")
+    args = parser.parse_args()
+    mine: dict[str, float] = {}
+    other: dict[str, float] = {}
+    for _ in range(args.rounds if args.other else 1):
+        for key, value in run(ROOT, args.repeat).items():
+            mine[key] = min(mine.get(key, float("inf")), value)
+        if args.other:
+            for key, value in run(args.other.resolve(), args.repeat).items():
+                other[key] = min(other.get(key, float("inf")), value)
+    header = f"{'result (unique values)':24} {'this tree ms':>12}"
+    print(header + (f" {'other ms':>9} {'x':>6}" if other else ""))
+    for key, value in mine.items():
+        line = f"{key:24} {value:>12.2f}"
+        if other:
+            line += f" {other[key]:>9.2f} {other[key] / value:>6.2f}"
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
