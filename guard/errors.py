@@ -14,7 +14,8 @@ Every error guard raises on purpose derives from :class:`GuardError`::
     ├── AuthenticationError    credentials missing or invalid
     ├── AuthorizationError     policy could not be evaluated
     ├── PIIError               PII classification or protection failed
-    └── AuditError             the audit sink cannot record
+    ├── AuditError             the audit sink cannot record
+    └── SharedStateUnavailable the fleet's Redis did not answer within its deadline
 
 Messages sent to clients are terse and uniform; the details carried by these
 exceptions go to logs and audit only.
@@ -96,3 +97,10 @@ class PIIError(GuardError):
 
 class AuditError(GuardError):
     """The audit sink cannot record."""
+
+
+class SharedStateUnavailable(GuardError):
+    """The fleet's shared state (Redis, ``[cluster]``) did not answer within ``deadline_ms``.
+
+    Never reaches a client: the caller applies the configured fallback (docs/operators.md, "Fleet").
+    """

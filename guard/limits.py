@@ -3,6 +3,9 @@
 Each limit answers with a defined outcome (docs/operators.md "Limits and their defaults"): a JSON-RPC error for a
 request (rate limit -31006, in-flight -31007, circuit open -31013), or an HTTP status
 before the WebSocket upgrade (connection caps 503/429, circuit open 503).
+
+The relay and the transports use them through :class:`RateLimit` and :class:`ConnectionCap`;
+a fleet shares them through Redis (:mod:`guard.cluster`) behind the same two interfaces.
 """
 
 from __future__ import annotations
@@ -12,8 +15,29 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 Clock = Callable[[], float]
+
+
+class RateLimit(Protocol):
+    """Per-principal request admission (error -31006 when refused)."""
+
+    async def take(self, principal_key: str) -> bool:
+        """Spend one request of ``principal_key``'s allowance; ``False`` = refuse it."""
+        ...
+
+
+class ConnectionCap(Protocol):
+    """Caps on open client connections (HTTP 503/429 before the upgrade when refused)."""
+
+    async def enter(self, principal_key: str) -> str | None:
+        """Reserve a slot; ``None`` on success or the refusal reason."""
+        ...
+
+    def release(self, principal_key: str) -> None:
+        """Give a slot back; never waits (callers release in ``finally`` blocks, even when cancelled)."""
+        ...
 
 
 @dataclass(slots=True)
@@ -62,6 +86,9 @@ class RateLimiter:
             self._buckets.move_to_end(principal_key)
         return bucket.take(now)
 
+    async def take(self, principal_key: str) -> bool:
+        return self.allow(principal_key)
+
 
 class ConnectionLimiter:
     """Global and per-principal caps on open client connections."""
@@ -81,6 +108,17 @@ class ConnectionLimiter:
         self.total += 1
         self._per[principal_key] = self._per.get(principal_key, 0) + 1
         return None
+
+    async def enter(self, principal_key: str) -> str | None:
+        return self.acquire(principal_key)
+
+    def held(self, principal_key: str) -> int:
+        """Connections ``principal_key`` holds here."""
+        return self._per.get(principal_key, 0)
+
+    def holders(self) -> dict[str, int]:
+        """Every principal holding connections here, with how many (a copy)."""
+        return dict(self._per)
 
     def release(self, principal_key: str) -> None:
         self.total = max(0, self.total - 1)
@@ -216,6 +254,20 @@ class CircuitBreaker:
         self._failures.clear()
         self._probes.clear()
         self._set(BreakerState.CLOSED)
+
+    def adopt(self, state: BreakerState, opened_ago: float = 0.0) -> None:
+        """Take a state decided elsewhere (the fleet's shared breaker, :mod:`guard.cluster.breaker`).
+
+        Open: refuses as if it had opened ``opened_ago`` seconds ago (so it half-opens when the
+        shared one does). Half-open and closed start their counts afresh.
+        """
+        if state is BreakerState.OPEN:
+            self._opened_at = self._clock() - max(opened_ago, 0.0)
+        if state is not self.state:
+            self._failures.clear()
+            self._probes.clear()
+        self._set(state)
+        self._refresh()
 
     def failure(self, principal: str) -> None:
         """Count one upstream failure against ``principal`` (a failed call, connect or session)."""

@@ -15,6 +15,7 @@ Series (all prefixed ``guard_``)::
     guard_upstream_latency_seconds{server,method}                histogram (request in -> response in)
     guard_upstream_errors_total{server,kind}                     counter
     guard_circuit_breaker_state{server,state}                    gauge, 1 for the current state
+    guard_upstream_reachable{server}                             gauge, 1/0 at the last /readyz?upstream=NAME
     guard_policy_reload_success                                  gauge, 1 if the last reload succeeded
     guard_policy_last_success_timestamp_seconds                  gauge, epoch of the last good load
     guard_policy_reloads_total{result}                           counter; result: ok, error
@@ -233,6 +234,9 @@ class Metrics:
                                        registry=r)
         self.breaker = Gauge("guard_circuit_breaker_state", "Circuit breaker state per upstream (1 = current).",
                              ["server", "state"], registry=r)
+        self.upstream_up = Gauge("guard_upstream_reachable",
+                                 "1 if the upstream was reachable at the last /readyz?upstream=NAME, else 0.",
+                                 ["server"], registry=r)
         self.policy_ok = Gauge("guard_policy_reload_success", "1 if the last policy (re)load succeeded, else 0.",
                                registry=r)
         self.policy_loaded_at = Gauge("guard_policy_last_success_timestamp_seconds",
@@ -333,6 +337,9 @@ class Metrics:
         current = self._label("breaker_state", state)
         for name in (*BREAKER_STATES, *([current] if current not in BREAKER_STATES else [])):
             self.breaker.labels(server=s, state=name).set(1 if name == current else 0)
+
+    def upstream_reachable(self, server: str, ok: bool) -> None:
+        self.upstream_up.labels(server=self._label("server", server)).set(1 if ok else 0)
 
     def policy_status(self, ok: bool, loaded_at: float) -> None:
         """A policy load or reload finished; ``loaded_at`` is its Unix time."""

@@ -33,7 +33,7 @@ from guard.context import Direction, Event, EventKind, MessageContext, RequestRe
 from guard.deadlines import Deadlines
 from guard.errors import InvalidRequest, ProtocolError, UpstreamClosed, UpstreamInterrupted
 from guard.jsonrpc import ErrorCode, Kind, Message, RequestId, error_response, notification, parse, serialize
-from guard.limits import CircuitBreaker, Outcome, RateLimiter
+from guard.limits import CircuitBreaker, Outcome, RateLimit
 from guard.pipeline import Pipeline
 from guard.session import InFlightLimitExceeded, Session
 from guard.transports.base import Upstream
@@ -84,7 +84,7 @@ class RelayLimits:
     outbound_queue: int = 64
     call_timeout: float = 0.0
     idle_timeout: float = 0.0
-    rate_limiter: RateLimiter | None = None
+    rate_limiter: RateLimit | None = None
     breaker: CircuitBreaker | None = None
     principal_key: str = ""
     exempt_from_timeout: frozenset[str] = field(default_factory=lambda: frozenset({mcp.SUBSCRIPTIONS_LISTEN}))
@@ -292,7 +292,7 @@ class Relay:
     async def _forward_client_request(self, message: Message, record: RequestRecord) -> None:
         ctx = MessageContext(self._session.info, Direction.CLIENT_TO_SERVER, message, record.method, record.target,
                              record)
-        refusal = self._admit(record, message)
+        refusal = await self._admit(record, message)
         if refusal is not None:
             ctx.verdict = refusal
         verdict = await self._pipeline.run(ctx)
@@ -312,7 +312,7 @@ class Relay:
         self._arm_timeout(record)
         await self._to_upstream(_with_id(ctx.message, record.upstream_id))
 
-    def _admit(self, record: RequestRecord, message: Message) -> Verdict | None:
+    async def _admit(self, record: RequestRecord, message: Message) -> Verdict | None:
         """Checks before any stage: drain, per-principal rate, input responses, circuit breaker.
 
         The breaker comes last, so that only a request every other check let through takes a
@@ -322,7 +322,7 @@ class Relay:
         if self.draining:
             return Verdict.reject(ErrorCode.SHUTTING_DOWN, "Server shutting down", {"reason": "shutting_down"},
                                   stage="limits")
-        if limits.rate_limiter is not None and not limits.rate_limiter.allow(limits.principal_key):
+        if limits.rate_limiter is not None and not await limits.rate_limiter.take(limits.principal_key):
             return Verdict.reject(ErrorCode.RATE_LIMITED, "Rate limit exceeded", {"reason": "rate_limited"},
                                   stage="limits")
         if not self._session.take_input_responses(record.method, record.target, message.params):

@@ -13,9 +13,10 @@ from typing import Any
 
 from guard.auth import Authenticator, AuthFailure
 from guard.auth.headers import HeaderSource
+from guard.cluster.directory import Directory, LocalDirectory
 from guard.config import Settings
 from guard.context import Event, EventKind, Principal
-from guard.limits import CircuitBreaker, ConnectionLimiter, RateLimiter
+from guard.limits import CircuitBreaker, ConnectionCap, ConnectionLimiter, RateLimit, RateLimiter
 from guard.metrics import Metrics, MetricsStage, metrics_endpoint
 from guard.pii.opening import TokenOpener
 from guard.pipeline import Pipeline, Stage
@@ -45,9 +46,11 @@ class Runtime:
     """``keys_loaded`` events (key ids only, never key material) recorded once at start."""
     readiness: list[Any] = field(default_factory=list)
     """Callables returning ``(name, ok, detail)`` for ``/readyz``."""
-    rate_limiter: RateLimiter | None = None
-    connections: ConnectionLimiter = field(default_factory=lambda: ConnectionLimiter(10_000, 64))
+    rate_limiter: RateLimit | None = None
+    connections: ConnectionCap = field(default_factory=lambda: ConnectionLimiter(10_000, 64))
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    directory: Directory = field(default_factory=LocalDirectory)
+    """Where HTTP session ownership is recorded (Redis with ``[cluster]``, nowhere without)."""
 
     async def authenticate(self, server: str, headers: HeaderSource, query: str,
                            base_url: str | None = None) -> Principal | AuthFailure:
@@ -120,6 +123,8 @@ def build_runtime(settings: Settings) -> Runtime:
         breakers={name: breaker(name, up.breaker_failures, up.breaker_reset)
                   for name, up in settings.upstreams.items()},
     )
+    if settings.cluster.enabled:
+        _share_through_redis(runtime, settings, metrics)
     runtime.routes += authenticator.routes()
     runtime.routes.append(metrics_endpoint(metrics, token=server.metrics_token))
     runtime.closers.append(authenticator.aclose)
@@ -145,6 +150,25 @@ def build_runtime(settings: Settings) -> Runtime:
         runtime.starters.append(authorize.start)
         runtime.readiness.append(_policy_ready(authorize.store))
     return runtime
+
+
+def _share_through_redis(runtime: Runtime, settings: Settings, metrics: Metrics) -> None:
+    """``[cluster]``: limits, breakers and session ownership shared by the fleet (:mod:`guard.cluster`).
+
+    Imported here, so a guard without ``[cluster]`` never loads ``redis``.
+    """
+    from guard.cluster.fleet import build_fleet
+
+    fleet = build_fleet(settings, metrics, on_breaker_change=metrics.breaker_state)
+    runtime.rate_limiter = fleet.rate_limiter
+    runtime.connections = fleet.connections
+    runtime.breakers = dict(fleet.breakers)
+    runtime.directory = fleet.directory
+    runtime.readiness.append(fleet.readiness)
+    runtime.starters.append(fleet.start)
+    runtime.closers.append(fleet.aclose)
+    log.info("[cluster]: sharing limits, breakers and HTTP sessions through Redis as replica %s",
+             fleet.store.replica_id)
 
 
 def _reveal_check(authorize: AuthorizeStage | None) -> Any:

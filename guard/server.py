@@ -6,7 +6,10 @@ Endpoints:
   frame, one endpoint per configured upstream. Refusals happen *before* the upgrade
   with an HTTP status and a plain-text reason (ASGI WebSocket Denial Response):
   unknown upstream 404, subprotocol ``mcp`` not offered 400, authentication 401/403.
-* ``/healthz`` — liveness; ``/readyz`` — readiness.
+* ``/healthz`` — liveness; ``/readyz`` — readiness of this replica (its own dependencies:
+  policy, keys, audit, PII analyzers, Redis with ``[cluster]``); ``/readyz?upstream=NAME`` —
+  one upstream's health, a separate signal so that one dead upstream does not take every
+  replica out of a load balancer's pool (docs/operators.md, "Fleet: readiness").
 """
 
 from __future__ import annotations
@@ -172,7 +175,7 @@ class GuardApp:
         if cert_subject is not None:
             outcome = dataclasses.replace(outcome, client_cert_subject=cert_subject)
         key = principal_key(outcome, websocket)
-        refused = runtime.connections.acquire(key)
+        refused = await runtime.connections.enter(key)
         if refused is not None:
             status = 503 if refused == "too_many_connections" else 429
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
@@ -298,16 +301,36 @@ class GuardApp:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        """Readiness: every configured check (policy, keys, audit) and every upstream as configured."""
+        """Readiness of this replica: its own checks (policy, keys, audit, PII, Redis), not the upstreams'.
+
+        ``?upstream=NAME`` answers for one upstream instead: reachable and breaker not open
+        (200), else 503; an unknown name is 404. Each answer also sets
+        ``guard_upstream_reachable{server}``.
+        """
+        upstream = request.query_params.get("upstream")
+        if upstream is not None:
+            return await self._upstream_ready(upstream)
         checks: dict[str, dict[str, Any]] = {}
         for check in self.runtime.readiness:
             name, ok, detail = check()
             checks[name] = {"ok": ok, "detail": detail}
-        results = await asyncio.gather(*(upstream_reachable(up) for up in self.runtime.settings.upstreams.values()))
-        for up_name, (ok, detail) in zip(self.runtime.settings.upstreams, results, strict=True):
-            checks[f"upstream:{up_name}"] = {"ok": ok, "detail": detail}
         ready = all(c["ok"] for c in checks.values()) and not self.draining
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                            status_code=200 if ready else 503)
+
+    async def _upstream_ready(self, name: str) -> Response:
+        settings = self.runtime.settings.upstreams.get(name)
+        if settings is None:
+            return JSONResponse({"status": "unknown upstream"}, status_code=404)
+        reachable, detail = await upstream_reachable(settings)
+        self.runtime.metrics.upstream_reachable(name, reachable)
+        breaker = self.runtime.breakers.get(name)
+        closed = breaker is None or breaker.accepts_connections()
+        state = breaker.state.value if breaker is not None and breaker.enabled else "disabled"
+        ready = reachable and closed
+        return JSONResponse({"status": "ready" if ready else "not ready", "upstream": name,
+                             "checks": {"reachable": {"ok": reachable, "detail": detail},
+                                        "breaker": {"ok": closed, "detail": state}}},
                             status_code=200 if ready else 503)
 
 

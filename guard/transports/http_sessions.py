@@ -114,7 +114,7 @@ class Opener:
         settings = runtime.settings
         if self.app.draining:
             return Refusal(503, ErrorCode.SHUTTING_DOWN, "Server shutting down", {"reason": "shutting_down"})
-        refused = runtime.connections.acquire(key)
+        refused = await runtime.connections.enter(key)
         if refused is not None:
             return refusal_for_limit(refused)
         breaker = runtime.breakers.get(name)
@@ -162,17 +162,22 @@ class Sessions:
     def __init__(self, opener: Opener) -> None:
         self._opener = opener
         self._by_id: dict[str, HttpSession] = {}
+        self._directory = opener.app.runtime.directory
+        """Session ownership across a fleet (:mod:`guard.cluster.sessions`); records nothing alone."""
 
     async def open(self, name: str, addr: str, principal: Principal, key: str,
                    mode: Mode) -> HttpSession | Refusal:
         opened = await self._opener.open(name, addr, principal, key, mode, self._ended)
         if isinstance(opened, HttpSession):
             self._by_id[opened.id] = opened
+            self._directory.claim(opened.id)
         return opened
 
     def find(self, session_id: str, name: str, owner: Owner, mode: Mode) -> HttpSession | None:
         """The live session with this id, upstream and owner; ``None`` in every other case (404)."""
         session = self._by_id.get(session_id)
+        if session is None and session_id:
+            self._directory.unknown(session_id)  # logs and counts why (another replica's, ...); still 404
         if session is None or not session.alive or session.info.server != name or session.mode is not mode:
             return None
         if not secrets.compare_digest(repr(session.owner), repr(owner)):
@@ -181,7 +186,8 @@ class Sessions:
         return session
 
     def _ended(self, session: HttpSession) -> None:
-        self._by_id.pop(session.id, None)
+        if self._by_id.pop(session.id, None) is not None:
+            self._directory.drop(session.id)
 
     def __len__(self) -> int:
         return len(self._by_id)
