@@ -263,7 +263,8 @@ async def test_metrics_token_from_config_protects_the_endpoint() -> None:
             assert ok.status_code == 200 and "guard_connections_active" in ok.text
 
 
-async def test_readyz_reports_each_check_and_fails_for_an_unreachable_upstream(tmp_path: Path) -> None:
+async def test_readyz_judges_the_replica_and_one_dead_upstream_does_not_empty_the_pool(tmp_path: Path) -> None:
+    """``/readyz`` is the replica's own checks; an upstream's health is ``/readyz?upstream=NAME`` (issue 17)."""
     import httpx
 
     from guard import devkeys
@@ -273,12 +274,19 @@ async def test_readyz_reports_each_check_and_fails_for_an_unreachable_upstream(t
     cfg = scripted()
     cfg["audit"] = {"signing_key": str(tmp_path / "keys" / devkeys.AUDIT_PRIVATE_KEY),
                     "path": str(tmp_path / "audit" / "a.jsonl")}
-    async with running_guard(cfg) as base, httpx.AsyncClient() as client:
-        ready = await client.get(base.replace("ws://", "http://") + "/readyz")
-        assert ready.status_code == 200
-        assert ready.json()["checks"]["audit"]["ok"] and ready.json()["checks"]["upstream:s"]["ok"]
     cfg["upstreams"]["down"] = {"url": f"ws://127.0.0.1:{free_port()}/mcp"}
     cfg["auth"]["anonymous_servers"].append("down")
     async with running_guard(cfg) as base, httpx.AsyncClient() as client:
-        ready = await client.get(base.replace("ws://", "http://") + "/readyz")
-        assert ready.status_code == 503 and not ready.json()["checks"]["upstream:down"]["ok"]
+        http = base.replace("ws://", "http://")
+        ready = await client.get(http + "/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["audit"]["ok"] and not any(k.startswith("upstream") for k in ready.json()["checks"])
+        up = await client.get(http + "/readyz", params={"upstream": "s"})
+        assert up.status_code == 200 and up.json()["checks"]["reachable"]["ok"]
+        down = await client.get(http + "/readyz", params={"upstream": "down"})
+        assert down.status_code == 503 and not down.json()["checks"]["reachable"]["ok"]
+        assert down.json()["checks"]["breaker"] == {"ok": True, "detail": "closed"}
+        assert (await client.get(http + "/readyz", params={"upstream": "nope"})).status_code == 404
+        scrape = _parse((await client.get(http + "/metrics")).text)
+        assert value(scrape, "guard_upstream_reachable", server="down") == 0
+        assert value(scrape, "guard_upstream_reachable", server="s") == 1
