@@ -280,7 +280,8 @@ async def test_readyz_judges_the_replica_and_one_dead_upstream_does_not_empty_th
         http = base.replace("ws://", "http://")
         ready = await client.get(http + "/readyz")
         assert ready.status_code == 200, ready.text
-        assert ready.json()["checks"]["audit"]["ok"] and not any(k.startswith("upstream") for k in ready.json()["checks"])
+        checks = ready.json()["checks"]
+        assert checks["audit"]["ok"] and not any(name.startswith("upstream") for name in checks)
         up = await client.get(http + "/readyz", params={"upstream": "s"})
         assert up.status_code == 200 and up.json()["checks"]["reachable"]["ok"]
         down = await client.get(http + "/readyz", params={"upstream": "down"})
