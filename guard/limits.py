@@ -20,6 +20,13 @@ from typing import Protocol
 Clock = Callable[[], float]
 
 
+def refusal_status(reason: str) -> int:
+    """The HTTP status of a refused connection: 429 for the principal's own cap, 503 otherwise
+    (guard-wide cap; ``shared_state_unavailable`` when the fleet's Redis is away and ``[cluster]
+    fallback = "closed"``)."""
+    return 429 if reason == "too_many_connections_for_principal" else 503
+
+
 class RateLimit(Protocol):
     """Per-principal request admission (error -31006 when refused)."""
 

@@ -37,6 +37,7 @@ from starlette.websockets import WebSocket, WebSocketState
 from guard.config import UpstreamSettings
 from guard.context import Event, EventKind, Principal, SessionInfo
 from guard.errors import UpstreamUnavailable
+from guard.limits import refusal_status
 from guard.pipeline.authenticate import expiry_deadline
 from guard.relay import (
     CLOSE_GOING_AWAY,
@@ -177,7 +178,7 @@ class GuardApp:
         key = principal_key(outcome, websocket)
         refused = await runtime.connections.enter(key)
         if refused is not None:
-            status = 503 if refused == "too_many_connections" else 429
+            status = refusal_status(refused)
             await runtime.pipeline.emit(Event(EventKind.AUTH_FAILURE, server=name, client_addr=addr,
                                               code=status, reason=refused))
             await _deny(websocket, status, refused, refused.replace("_", " "), {"Retry-After": "5"})

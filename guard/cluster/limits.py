@@ -11,7 +11,8 @@
   ``max_connections`` stays a per-replica cap: it protects the process, not a principal.
 * Redis unreachable: ``fallback = "local"`` enforces limit / N in-process (N = live
   replicas at the last heartbeat, at least 1; the burst and the cap likewise, at least 1),
-  so the fleet as a whole stays near the limit; ``fallback = "closed"`` refuses.
+  so the fleet as a whole stays near the limit; ``fallback = "closed"`` refuses (requests
+  -31006, connections ``shared_state_unavailable``: HTTP 503).
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ class FleetConnections:
         finally:
             self._forget_lock(principal_key)
         if admitted is None:
+            if self.store.settings.fallback == "closed":
+                self.store.metrics.fell_back("connections", False)
+                self.replica.release(principal_key)
+                return "shared_state_unavailable"
             admitted = self._fallback(principal_key)
         if not admitted:
             self.replica.release(principal_key)
@@ -123,9 +128,6 @@ class FleetConnections:
 
     def _fallback(self, principal_key: str) -> bool:
         store = self.store
-        if store.settings.fallback == "closed":
-            store.metrics.fell_back("connections", False)
-            return False
         # replica.held() already counts the connection being admitted
         allowed = self.replica.held(principal_key) <= max(1, self.cap // store.share())
         store.metrics.fell_back("connections", allowed)

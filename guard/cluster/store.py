@@ -46,6 +46,32 @@ def digest(value: str) -> str:
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
+async def bounded(call: Awaitable[T], seconds: float) -> T:
+    """``call``'s result, or :class:`TimeoutError` once ``seconds`` have passed, *without* waiting
+    for the abandoned call to wind down.
+
+    ``asyncio.wait_for`` waits for the cancelled call to finish cancelling; a client library that
+    awaits a hung socket while handling the cancellation would hold the request past its deadline.
+    Here the call is cancelled and left to finish on its own.
+    """
+    task = asyncio.ensure_future(call)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if task in done:
+        return task.result()
+    task.cancel()
+    task.add_done_callback(_consume)
+    raise TimeoutError
+
+
+def _consume(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: no "exception was never retrieved" warning
+
+
 class SharedStore:
     """A Redis client with a deadline, a health flag and the replica's lease."""
 
@@ -95,7 +121,7 @@ class SharedStore:
         if not self.up:
             raise SharedStateUnavailable(self.detail)
         try:
-            return await asyncio.wait_for(call(self.client), self.settings.deadline)
+            return await bounded(call(self.client), self.settings.deadline)
         except asyncio.CancelledError:
             raise
         except TimeoutError:
@@ -136,7 +162,7 @@ class SharedStore:
 
     async def _ping(self) -> None:
         try:
-            await asyncio.wait_for(self.client.ping(), self.settings.deadline)
+            await bounded(self.client.ping(), self.settings.deadline)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -205,4 +231,4 @@ class SharedStore:
             with contextlib.suppress(SharedStateUnavailable):
                 await self.run("leave", lambda r: r.hdel(self.replicas_key, self.replica_id))
         with contextlib.suppress(Exception):
-            await self.client.aclose()
+            await bounded(self.client.aclose(), 1.0)

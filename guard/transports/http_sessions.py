@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from guard.context import Principal, SessionInfo
 from guard.errors import UpstreamUnavailable
 from guard.jsonrpc import ErrorCode
+from guard.limits import refusal_status
 from guard.transports.base import create_upstream
 from guard.transports.exchange import HttpClientConnection, Mode
 from guard.transports.mcp_http import Refusal
@@ -95,7 +96,7 @@ class HttpSession:
 
 
 def refusal_for_limit(reason: str) -> Refusal:
-    status = 503 if reason == "too_many_connections" else 429
+    status = refusal_status(reason)
     return Refusal(status, ErrorCode.TOO_MANY_REQUESTS_IN_FLIGHT, "Too many concurrent sessions",
                    {"reason": reason})
 

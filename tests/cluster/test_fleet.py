@@ -120,7 +120,7 @@ signing_key = {json.dumps(str(key))}
 [cluster]
 redis_url = "{redis_url}"
 replica_id = "r{index}"
-deadline_ms = 100
+deadline_ms = 3000
 sync_interval = 0.2
 lease_ttl = 3
 replicas = 3

@@ -51,8 +51,9 @@ def settings(url: str, prefix: str, replica: str, **cluster: Any) -> Any:
         "server": server,
         "upstreams": {"s": {"url": "ws://127.0.0.1:9/mcp", "breaker_failures": 3, "breaker_reset": 60}},
         "auth": {"anonymous_servers": ["s"]},
+        # a deadline no loaded CI machine misses, unless a test sets its own: past it the fallback decides
         "cluster": {"redis_url": url, "key_prefix": prefix, "replica_id": replica, "sync_interval": 0.1,
-                    "deadline_ms": 200, **cluster},
+                    "deadline_ms": 5000, **cluster},
     })
 
 
@@ -177,7 +178,7 @@ async def test_redis_down_with_fallback_closed_refuses_and_is_not_ready() -> Non
     try:
         assert fleet.rate_limiter is not None
         assert not await fleet.rate_limiter.take("iss|alice")
-        assert await fleet.connections.enter("iss|alice") == "too_many_connections_for_principal"
+        assert await fleet.connections.enter("iss|alice") == "shared_state_unavailable"
         assert fleet.connections.replica.held("iss|alice") == 0  # the refused slot was given back
         assert not fleet.readiness()[1]
     finally:
@@ -192,7 +193,9 @@ async def test_a_hung_redis_never_holds_a_request_past_the_deadline(own_redis: R
         own_redis.pause()
         # answered (by the local fallback), not left waiting on Redis
         assert await asyncio.wait_for(fleet.rate_limiter.take("iss|alice"), WAIT)
-        assert not fleet.store.up and sample(metrics, "guard_cluster_redis_errors_total", op="rate") == 1
+        assert not fleet.store.up  # the request (or the upkeep, whichever asked first) saw the deadline pass
+        assert sum(sample(metrics, "guard_cluster_redis_errors_total", op=op) for op in ("rate", "heartbeat",
+                                                                                         "breaker")) >= 1
         assert await asyncio.wait_for(fleet.connections.enter("iss|alice"), WAIT) is None
         own_redis.resume()
         await eventually(lambda: fleet.store.up)
