@@ -27,9 +27,9 @@ class ClusterSettings:
     redis_url: str = ""
     """``redis://`` / ``rediss://`` URL (``${VAR}`` expanded, so a password can stay in the
     environment). Empty: no cluster, in-process state (the default)."""
-    deadline_ms: int = 50
-    """Longest any request waits on Redis; past it the call counts as a Redis failure and
-    the ``fallback`` decides."""
+    deadline_ms: int = 100
+    """Longest any request waits on Redis; past it the ``fallback`` decides for that request
+    (three late answers in a row, or one failed call, and Redis counts as down)."""
     key_prefix: str = "guard"
     """Prefix of every Redis key (several fleets may share one Redis). Keys are written as
     ``{prefix}:...`` (one Redis Cluster hash slot)."""

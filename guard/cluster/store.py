@@ -2,8 +2,10 @@
 
 Rules (docs/operators.md, "Fleet: when Redis fails"):
 
-* No request ever waits on Redis longer than ``deadline_ms``. A call that times out or
-  fails marks the store **down**; while down, callers get
+* No request ever waits on Redis longer than ``deadline_ms``; a call that misses it is
+  answered by the fallback. A call that fails (connection refused or reset, an error
+  reply), or :data:`LATE_BEFORE_DOWN` calls in a row that miss the deadline, mark the
+  store **down**; while down, callers get
   :class:`~guard.errors.SharedStateUnavailable` at once (no per-request wait) and apply
   their fallback, and a background loop pings Redis every ``sync_interval``.
 * "Up" means "answers within ``deadline_ms``": a slow Redis is treated like a missing one.
@@ -39,6 +41,8 @@ log = logging.getLogger("guard.cluster")
 
 T = TypeVar("T")
 Upkeep = Callable[[], Awaitable[None]]
+LATE_BEFORE_DOWN = 3
+"""Calls in a row that miss the deadline before Redis counts as down (a failed call counts at once)."""
 
 
 def digest(value: str) -> str:
@@ -95,6 +99,8 @@ class SharedStore:
         self._periodic: list[Upkeep] = []
         self._on_reconnect: list[Upkeep] = []
         self._next_heartbeat = 0.0
+        self._late = 0
+        """Calls in a row that missed the deadline."""
         metrics.redis_state(False)
 
     def key(self, *parts: str) -> str:
@@ -121,13 +127,21 @@ class SharedStore:
         if not self.up:
             raise SharedStateUnavailable(self.detail)
         try:
-            return await bounded(call(self.client), self.settings.deadline)
+            result = await bounded(call(self.client), self.settings.deadline)
         except asyncio.CancelledError:
             raise
         except TimeoutError:
-            self._down(op, f"no answer within {self.settings.deadline_ms} ms")
+            why = f"no answer within {self.settings.deadline_ms} ms"
+            self._late += 1
+            if self._late < LATE_BEFORE_DOWN:  # one slow answer: this call falls back, Redis stays up
+                self.metrics.redis_error(op)
+                raise SharedStateUnavailable(why) from None
+            self._down(op, why)
         except Exception as exc:  # any Redis, connection or script error: the fallback decides
             self._down(op, type(exc).__name__)
+        else:
+            self._late = 0
+            return result
         raise SharedStateUnavailable(self.detail)
 
     def spawn(self, op: str, call: Callable[[aioredis.Redis], Awaitable[Any]]) -> None:
@@ -171,6 +185,7 @@ class SharedStore:
             return
         log.info("cluster: Redis reachable; replica %s shares limits, breakers and sessions", self.replica_id)
         self.up = True
+        self._late = 0
         self.detail = "connected"
         self.metrics.redis_state(True)
         self._next_heartbeat = 0.0

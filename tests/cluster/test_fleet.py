@@ -41,7 +41,7 @@ FIGURES: dict[str, Any] = {}
 
 def figure(name: str, value: Any) -> None:
     FIGURES[name] = value
-    print(f"FLEET {name} = {value}")
+    print(f"FLEET {name} = {json.dumps(value)}")
 
 
 @dataclass
