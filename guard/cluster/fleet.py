@@ -17,9 +17,11 @@ from guard.limits import BreakerState
 from guard.metrics import Metrics
 
 
-def default_replica_id() -> str:
-    """Host name and process id: unique per ``--workers`` process, the pod name on Kubernetes."""
-    return f"{socket.gethostname()[:40]}-{os.getpid()}"
+def replica_identity(configured: str) -> str:
+    """This process's name in Redis: ``replica_id`` (default: the host name, the pod name on
+    Kubernetes) and the process id, so that ``--workers`` processes of one replica, and a
+    replica restarted before its old lease expired, never share counts."""
+    return f"{(configured or socket.gethostname())[:40]}-{os.getpid()}"
 
 
 @dataclass
@@ -58,7 +60,7 @@ def build_fleet(settings: Settings, metrics: Metrics,
                 on_breaker_change: Callable[[str, BreakerState], None]) -> Fleet:
     """The fleet's limiters, breakers and session directory over one :class:`SharedStore`."""
     cluster = settings.cluster
-    store = SharedStore(cluster, cluster.replica_id or default_replica_id(), ClusterMetrics(metrics.registry))
+    store = SharedStore(cluster, replica_identity(cluster.replica_id), ClusterMetrics(metrics.registry))
     server = settings.server
 
     def breaker(name: str, failures: int, reset: float) -> FleetBreaker:

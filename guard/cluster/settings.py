@@ -41,8 +41,9 @@ class ClusterSettings:
     """Fleet size assumed for the local share until Redis has reported how many replicas are
     live (each heartbeat updates it)."""
     replica_id: str = ""
-    """This replica's name in Redis, logs and metrics; empty = host name and process id
-    (the pod name on Kubernetes)."""
+    """This replica's name in Redis and logs, followed by ``-<pid>`` (so ``--workers``
+    processes and restarts never share an identity); empty = the host name (the pod name on
+    Kubernetes)."""
     lease_ttl: float = 10.0
     """Seconds a replica's lease lives without a heartbeat: the connections a dead replica
     held stop counting after this long."""

@@ -216,10 +216,10 @@ async def test_a_redis_restart_is_healed_by_the_next_heartbeat(own_redis: RedisS
         key = a.store.key("conn", digest("iss|alice"))
         for _ in range(int(WAIT / 0.05)):  # a notices, reconnects and re-asserts what it holds
             with contextlib.suppress(Exception):
-                if await a.store.client.hget(key, "a") == "2" and b.store.up:
+                if await a.store.client.hget(key, a.store.replica_id) == "2" and b.store.up:
                     break
             await asyncio.sleep(0.05)
-        assert await a.store.client.hget(key, "a") == "2"
+        assert await a.store.client.hget(key, a.store.replica_id) == "2"
         outcomes = [await b.connections.enter("iss|alice") for _ in range(3)]
         assert outcomes.count(None) == 1  # cap 3, a still holds 2
     finally:
