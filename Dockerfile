@@ -21,10 +21,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY guard ./guard
 # --only-binary: every dependency must come as a wheel, so no compiler is needed (or present).
+# ".[cluster]": the redis client a fleet needs ([cluster]; imported only when configured).
 RUN python -m venv "$VIRTUAL_ENV" \
     && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --only-binary=:all: --upgrade "pip>=24" \
     && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --only-binary=:all: "setuptools>=69" "wheel>=0.43" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-build-isolation --only-binary=:all: --no-binary=guard . \
+    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-build-isolation --only-binary=:all: --no-binary=guard ".[cluster]" \
     && "$VIRTUAL_ENV/bin/pip" uninstall --yes setuptools wheel \
     && "$VIRTUAL_ENV/bin/guard" --version
 
