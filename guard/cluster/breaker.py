@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 from guard.cluster.store import SharedStore, digest
-from guard.errors import SharedStateUnavailable
 from guard.limits import BreakerState, CircuitBreaker
 
 _STATES = {state.value: state for state in BreakerState}
@@ -77,11 +76,8 @@ class FleetBreaker(CircuitBreaker):
     async def sync(self) -> None:
         """Read the shared state and adopt it (raises :class:`SharedStateUnavailable` when Redis is away)."""
         script = self.store.script("BREAKER_STATE")
-        try:
-            reply = await self.store.run("breaker", lambda r: script(
-                keys=self._keys, args=[self.threshold, self.reset_after], client=r))
-        except SharedStateUnavailable:
-            raise
+        reply = await self.store.run("breaker", lambda r: script(
+            keys=self._keys, args=[self.threshold, self.reset_after], client=r))
         self._apply(reply)
 
     def _apply(self, reply: Any) -> None:
