@@ -93,6 +93,7 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout tunnel 120s
+    timeout check 10s
     retries 2
     option redispatch
 frontend mcp
@@ -106,7 +107,9 @@ backend guards
     stick store-response res.hdr(mcp-session-id)
     option httpchk GET /readyz
     http-check expect status 200
-    default-server check inter 300ms fall 2 rise 2 on-marked-down shutdown-sessions
+    # lenient checks (a loaded CI machine can be slow to answer); a killed replica refuses
+    # connections at once, and retries + redispatch send those to a live one
+    default-server check inter 500ms fall 3 rise 1 on-marked-down shutdown-sessions
 {servers}
 """
 
