@@ -8,6 +8,7 @@ Every field has a documented default; :func:`load` collects *all* problems and r
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -303,4 +304,8 @@ def load(path: str | Path) -> Settings:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{p}: not valid TOML: {exc}"]) from exc
-    return parse(raw, source=p.resolve())
+    # Absolute but not resolved: paths relative to a config file mounted from a Kubernetes
+    # ConfigMap (guard.toml -> ..data/guard.toml -> ..<timestamp>/guard.toml) must stay under the
+    # ..data link, which kubelet swaps on every update, not under the timestamped directory it
+    # deletes right after (the policy would stop reloading).
+    return parse(raw, source=Path(os.path.abspath(p)))
