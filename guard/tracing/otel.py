@@ -104,6 +104,10 @@ class OtelMessageTrace(MessageTrace):
             self._types |= types
         if ctx.direction is Direction.CLIENT_TO_SERVER:
             self._attributes.update(attrs.target_attributes(ctx))
+            if ctx.message.method is None and "mcp.method.name" not in self._attributes:
+                answered = attrs.method_name(ctx.method)  # a client's answer: named after the request it answers
+                self._attributes["mcp.method.name"] = answered
+                self._root.update_name(answered)
         span = self._tracer.start_span(name, context=self._parent, kind=SpanKind.INTERNAL,
                                        attributes=span_attributes, start_time=self._ns(started))
         if verdict.rejected:
@@ -191,14 +195,14 @@ class OtelTracer(Tracer):
         log.info("tracing on: OTLP/HTTP to %s, sample ratio %s", settings.endpoint, settings.sample_ratio)
 
     def start(self, session: SessionInfo, message: Message) -> MessageTrace:
-        method = attrs.method_name(message.method)
-        carrier = _carrier(message) if message.method is not None else {}
+        attributes: dict[str, Any] = {"guard.server": session.server, "guard.message.kind": message.kind.value}
+        if message.method is not None:
+            name = attributes["mcp.method.name"] = attrs.method_name(message.method)
+            carrier = _carrier(message)
+        else:  # a client's answer to a server request: renamed once the request it answers is known
+            name, carrier = "response", {}
         parent = _PROPAGATOR.extract(carrier, context=Context()) if carrier else Context()
-        root = self._tracer.start_span(method, context=parent, kind=SpanKind.SERVER, attributes={
-            "guard.server": session.server,
-            "mcp.method.name": method,
-            "guard.message.kind": message.kind.value,
-        })
+        root = self._tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
         return OtelMessageTrace(self._tracer, root, "traceparent" in carrier)
 
     async def aclose(self) -> None:
