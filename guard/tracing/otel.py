@@ -64,6 +64,48 @@ def _carrier(message: Message) -> dict[str, str]:
     return carrier
 
 
+def _headers_of(span: Span) -> dict[str, str]:
+    """``traceparent`` (and ``tracestate``) naming ``span`` as the parent."""
+    carrier: dict[str, str] = {}
+    _PROPAGATOR.inject(carrier, context=trace_api.set_span_in_context(span, Context()))
+    return carrier
+
+
+def _with_meta(message: Message, headers: dict[str, str]) -> Message:
+    """The request with ``headers`` in place of the trace context its ``params._meta`` carried."""
+    meta = {**mcp.meta_of(message.params), **headers}
+    return message.replace_payload({**message.payload, "params": {**message.params, "_meta": meta}})
+
+
+class UnsampledTrace(MessageTrace):
+    """A message whose trace is not recorded (sampled out): no spans, which keeps its cost near
+    zero, but the context still travels on (sampled flag off, so the upstream need not record
+    its part either)."""
+
+    __slots__ = ("_headers", "_root", "_sent_meta")
+
+    def __init__(self, root: Span, sent_meta: bool) -> None:
+        self._root = root
+        self._sent_meta = sent_meta
+        self._headers: dict[str, str] | None = None
+
+    def _context_headers(self) -> dict[str, str]:
+        if self._headers is None:
+            self._headers = _headers_of(self._root)
+        return self._headers
+
+    def upstream_start(self, message: Message) -> Message:
+        return _with_meta(message, self._context_headers()) if self._sent_meta else message
+
+    @contextlib.contextmanager
+    def propagating(self) -> Iterator[None]:
+        token = set_upstream_headers(self._context_headers())
+        try:
+            yield
+        finally:
+            reset_upstream_headers(token)
+
+
 class OtelMessageTrace(MessageTrace):
     """One client message's span tree (see :mod:`guard.tracing`)."""
 
@@ -118,17 +160,10 @@ class OtelMessageTrace(MessageTrace):
         if self._done:
             return message
         self._upstream = self._tracer.start_span("upstream", context=self._parent, kind=SpanKind.CLIENT)
-        if not self._sent_meta:
-            return message
-        carrier = self._context_headers()
-        meta = {**mcp.meta_of(message.params), **carrier}
-        return message.replace_payload({**message.payload, "params": {**message.params, "_meta": meta}})
+        return _with_meta(message, self._context_headers()) if self._sent_meta else message
 
     def _context_headers(self) -> dict[str, str]:
-        carrier: dict[str, str] = {}
-        if self._upstream is not None:
-            _PROPAGATOR.inject(carrier, context=trace_api.set_span_in_context(self._upstream, Context()))
-        return carrier
+        return _headers_of(self._upstream) if self._upstream is not None else {}
 
     @contextlib.contextmanager
     def propagating(self) -> Iterator[None]:
@@ -203,6 +238,8 @@ class OtelTracer(Tracer):
             name, carrier = "response", {}
         parent = _PROPAGATOR.extract(carrier, context=Context()) if carrier else Context()
         root = self._tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes)
+        if not root.is_recording():
+            return UnsampledTrace(root, "traceparent" in carrier)
         return OtelMessageTrace(self._tracer, root, "traceparent" in carrier)
 
     async def aclose(self) -> None:

@@ -43,10 +43,10 @@ def call(rid: int, meta: dict[str, Any] | None = None) -> str:
 
 
 @contextlib.asynccontextmanager
-async def traced_guard(endpoint: str) -> AsyncIterator[tuple[str, EchoHttpUpstream]]:
+async def traced_guard(endpoint: str, **tracing: Any) -> AsyncIterator[tuple[str, EchoHttpUpstream]]:
     async with http_upstream() as (url, upstream):
         cfg = {"upstreams": {"u": {"url": url}}, "auth": {"anonymous_servers": ["u"]},
-               "tracing": {"endpoint": endpoint, "schedule_delay": 0.2, "export_timeout": 2.0}}
+               "tracing": {"endpoint": endpoint, "schedule_delay": 0.2, "export_timeout": 2.0, **tracing}}
         async with running_runtime(build_runtime(parse(cfg))) as base:
             yield f"{base}/mcp/u", upstream
 
@@ -112,6 +112,27 @@ async def test_streamable_http_clients_are_traced_by_the_same_relay() -> None:
     assert upstream.headers[-1]["traceparent"] == f"00-{CLIENT_TRACE}-{upstream_span.span_id}-01"
     forwarded = json.loads(upstream.received[-1])["params"]["_meta"]
     assert forwarded == {**body["params"]["_meta"], "traceparent": upstream.headers[-1]["traceparent"]}
+
+
+async def test_sampled_out_messages_export_nothing_but_pass_the_context_on() -> None:
+    """sample_ratio = 0: no spans for new traces, yet the upstream still learns the (unsampled)
+    context; a client's sampled context is still honoured (parent-based sampling)."""
+    async with otlp_receiver() as (endpoint, receiver):
+        async with traced_guard(endpoint, sample_ratio=0.0) as (url, upstream):
+            async with connect(url, subprotocols=["mcp"]) as ws:  # type: ignore[list-item]
+                assert "result" in await ask(ws, call(1))
+                assert "result" in await ask(ws, call(2, {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-00"}))
+                assert "result" in await ask(ws, call(3, {"traceparent": f"00-{CLIENT_TRACE}-{CLIENT_SPAN}-01"}))
+    headers = [h["traceparent"] for h, b in zip(upstream.headers, upstream.received, strict=True)
+               if b"tools/call" in b]
+    own, unsampled, sampled = (h.split("-") for h in headers)
+    assert int(own[3], 16) & 1 == 0 and own[1] != CLIENT_TRACE  # guard's own trace, not sampled
+    assert (unsampled[1], int(unsampled[3], 16) & 1) == (CLIENT_TRACE, 0)
+    assert (sampled[1], sampled[3]) == (CLIENT_TRACE, "01")
+    assert {s.trace_id for s in receiver.spans} == {CLIENT_TRACE}  # only the client-sampled call was recorded
+    assert [s.name for s in receiver.roots()] == ["tools/call"]
+    upstream_span = next(s for s in receiver.spans if s.name == "upstream")
+    assert sampled[2] == upstream_span.span_id
 
 
 @pytest.mark.parametrize("collector", ["absent", "failing"])
