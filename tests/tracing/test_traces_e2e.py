@@ -17,7 +17,9 @@ personal data (protected by guard), a second allowed call, and a denied call. Pr
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 CLIENT_SPAN = "00f067aa0ba902b7"
 REQUEST_STAGES = ["authenticate", "authorize", "pii", "audit"]
+EMAIL = "carmen.diaz@example.net"
+TOKEN = re.compile(r"<pii:[^>]+>")
 
 
 def stack(tmp_path: Path, endpoint: str, record: Path) -> tuple[Any, dict[str, str]]:
@@ -76,6 +80,10 @@ async def test_traces_of_allowed_denied_and_pii_protected_calls_hold_no_personal
                 assert "alice.johnson@example.com" not in protected and "<pii:" in protected
                 got = await alice.call_tool("get_customer", {"customer_id": "C002"})
                 assert not got.is_error
+                result_tokens = set(TOKEN.findall(protected + json.dumps(got.structured_content)))
+                assert result_tokens
+                with contextlib.suppress(MCPError):  # no such customer; the URI itself holds an e-mail address
+                    await alice.read_resource(f"customers://{EMAIL}")
                 with pytest.raises(MCPError) as denied:
                     await alice.call_tool("delete_customer", {"customer_id": "C003"})
                 assert denied.value.error.code == -31001
@@ -122,6 +130,11 @@ async def test_traces_of_allowed_denied_and_pii_protected_calls_hold_no_personal
     assert [s.name for s in stages] == REQUEST_STAGES
     assert stages[1].attributes["guard.verdict"] == "reject" and stages[1].attributes["guard.decision"] == "deny"
 
+    # A resource URI is recorded only in the protected form the audit record holds.
+    read = [s for s in receiver.roots() if s.name == "resources/read"]
+    assert len(read) == 1 and read[0].attributes["guard.target.type"] == "resource"
+    assert EMAIL not in read[0].attributes["guard.target.name"]
+
     # Every client message got its root span (initialize, initialized, the three calls at least).
     methods = [s.attributes["mcp.method.name"] for s in receiver.roots()]
     assert methods.count("tools/call") == 3 and "initialize" in methods and "notifications/initialized" in methods
@@ -129,6 +142,6 @@ async def test_traces_of_allowed_denied_and_pii_protected_calls_hold_no_personal
     # Nothing personal, no argument, no protected token, no credential in what left guard.
     exported = b"".join(receiver.raw)
     assert exported
-    for value in personal_values() | {"Johnson", "<pii:", *tokens.values()}:
+    for value in personal_values() | {"Johnson", EMAIL, *result_tokens, *tokens.values()}:
         assert value.encode() not in exported, value
     assert "customer_id" not in exported.decode("utf-8", "replace")
