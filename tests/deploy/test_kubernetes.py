@@ -116,6 +116,7 @@ def deployed_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     devkeys.generate_audit_key(keys)  # stand-ins for the Secret guard-keys
     devkeys.generate_pii_keyring(keys)
     monkeypatch.setenv("GUARD_METRICS_TOKEN", "metrics-token-from-the-secret")
+    monkeypatch.setenv("GUARD_REDIS_URL", "redis://redis.example:6379/0")  # the Secret guard-redis, for [cluster]
     return Path(f"{root}{paths['config']}") / "guard.toml"
 
 
