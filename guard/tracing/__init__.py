@@ -13,9 +13,13 @@ With tracing on (:mod:`guard.tracing.otel`) one client message is one trace tree
     ├── pii
     ├── audit
     ├── upstream                 CLIENT    forwarded -> the upstream's answer (requests only)
-    ├── authorize                INTERNAL  the stages that ran on the answer
-    ├── pii                                (guard.direction = server_to_client)
+    ├── authenticate             INTERNAL  the stages that ran on the answer
+    ├── authorize                          (guard.direction = server_to_client)
+    ├── pii
     └── audit
+
+A message sampled out (``sample_ratio``, or a client's unsampled ``traceparent``) makes no spans
+at all; its trace context is still passed upstream, unsampled.
 
 Spans carry the server, method, tool (or prompt) name, decision and outcome, never argument
 values, results, resource URIs or anything else a message carries (:mod:`guard.tracing.attributes`).

@@ -42,8 +42,11 @@ _NAMED = frozenset({mcp.TOOLS_CALL, mcp.PROMPTS_GET})
 """Methods whose target is a name from the server's catalogue, recorded as audit records it."""
 
 OK_OUTCOMES = frozenset({"ok", "forwarded"})
-"""Outcomes that leave the span's status unset-ok; ``cancelled`` and ``is_error`` are not errors of guard's either."""
+"""Outcomes of a message that went as it should."""
 NEUTRAL_OUTCOMES = frozenset({"cancelled", "is_error"})
+"""Outcomes that are not failures of guard or the upstream (the client cancelled; a tool
+reported its own error in its result). Every other outcome sets the span status to ERROR;
+these and :data:`OK_OUTCOMES` leave it unset, as OpenTelemetry's conventions ask."""
 
 
 def method_name(method: str | None) -> str:
