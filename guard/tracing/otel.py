@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry import trace as trace_api
 from opentelemetry.context import Context
@@ -75,6 +76,13 @@ def _with_meta(message: Message, headers: dict[str, str]) -> Message:
     """The request with ``headers`` in place of the trace context its ``params._meta`` carried."""
     meta = {**mcp.meta_of(message.params), **headers}
     return message.replace_payload({**message.payload, "params": {**message.params, "_meta": meta}})
+
+
+def _shown(url: str) -> str:
+    """The endpoint for a log line: scheme, host, port and path, never credentials or a query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path}"
 
 
 class UnsampledTrace(MessageTrace):
@@ -227,7 +235,7 @@ class OtelTracer(Tracer):
         )
         self._provider.add_span_processor(self._processor)
         self._tracer = self._provider.get_tracer("guard", __version__)
-        log.info("tracing on: OTLP/HTTP to %s, sample ratio %s", settings.endpoint, settings.sample_ratio)
+        log.info("tracing on: OTLP/HTTP to %s, sample ratio %s", _shown(settings.endpoint), settings.sample_ratio)
 
     def start(self, session: SessionInfo, message: Message) -> MessageTrace:
         attributes: dict[str, Any] = {"guard.server": session.server, "guard.message.kind": message.kind.value}

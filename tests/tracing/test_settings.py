@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -75,3 +76,14 @@ def test_tracing_on_without_the_sdk_refuses_to_start() -> None:
     """)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "pip install 'guard[tracing]'" in done.stdout
+
+
+def test_the_startup_line_never_shows_collector_credentials(caplog: pytest.LogCaptureFixture) -> None:
+    from guard.tracing.otel import OtelTracer
+
+    settings = parse({**UPSTREAM, "tracing": {"endpoint": "https://user:s3cret@collector:4318/v1/traces?k=token"}})
+    with caplog.at_level("INFO", logger="guard.tracing"):
+        tracer = OtelTracer(settings.tracing)
+    asyncio.run(tracer.aclose())  # nothing queued: stops the exporter thread at once
+    assert "https://collector:4318/v1/traces" in caplog.text
+    assert "s3cret" not in caplog.text and "token" not in caplog.text
