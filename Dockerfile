@@ -8,6 +8,8 @@
 # /etc/guard holds guard.toml, policies, PII rules, keys and TLS certificates (mount it
 # read-only); /var/lib/guard holds audit logs and other state. In guard.toml set
 # [server] host = "0.0.0.0" so the published port reaches guard inside the container.
+# The image includes the tracing and cluster extras ([tracing], [cluster] in guard.toml); deploy/kubernetes runs it
+# with the same user (10001) and port (8787).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -21,11 +23,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY guard ./guard
 # --only-binary: every dependency must come as a wheel, so no compiler is needed (or present).
-# ".[cluster]": the redis client a fleet needs ([cluster]; imported only when configured).
+# ".[cluster,tracing]": the redis client a fleet needs and the OpenTelemetry SDK; each imported only when configured.
 RUN python -m venv "$VIRTUAL_ENV" \
     && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --only-binary=:all: --upgrade "pip>=24" \
     && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --only-binary=:all: "setuptools>=69" "wheel>=0.43" \
-    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-build-isolation --only-binary=:all: --no-binary=guard ".[cluster]" \
+    && "$VIRTUAL_ENV/bin/pip" install --no-cache-dir --no-build-isolation --only-binary=:all: --no-binary=guard ".[cluster,tracing]" \
     && "$VIRTUAL_ENV/bin/pip" uninstall --yes setuptools wheel \
     && "$VIRTUAL_ENV/bin/guard" --version
 

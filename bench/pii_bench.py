@@ -175,7 +175,7 @@ def stock(analyzer: Analyzer, protector: Protector, quick: bool) -> bool:
     from guard.pii.stock import StockPresidio, missing
     from tests.pii.corpus import load_corpus
 
-    reference = StockPresidio(protector.rules.detected_entities(), protector.rules.recognizers)
+    reference = StockPresidio(protector.rules.detected_entities(), protector.rules.recognizers, protector.rules.context)
     items = []
     for size in (1024, 4096, 16384):
         for pii in (False, True):

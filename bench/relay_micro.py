@@ -115,7 +115,8 @@ async def run(config: Path, calls: int, inflight: int, size: int, pii: bool) -> 
                                      call_timeout=settings.upstreams[server].call_timeout,
                                      idle_timeout=settings.server.idle_timeout,
                                      rate_limiter=runtime.rate_limiter,
-                                     breaker=runtime.breakers.get(server), principal_key="bench"))
+                                     breaker=runtime.breakers.get(server), principal_key="bench"),
+                  tracer=runtime.tracer)  # [tracing] in the config: spans are made and exported too
     task = asyncio.create_task(relay.run())
     cpu0, all0, wall0 = time.process_time(), cpu_seconds(os.getpid()), time.perf_counter()
     await client.done.wait()

@@ -8,6 +8,7 @@ Every field has a documented default; :func:`load` collects *all* problems and r
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from guard.errors import ConfigError
 from guard.pii.settings import PIISettings, parse_pii
 from guard.policy.settings import PolicySettings, parse_policy
 from guard.tls import TLSSettings, parse_tls, parse_upstream_tls
+from guard.tracing.settings import TracingSettings, parse_tracing
 
 TransportKind = Literal["stdio", "websocket", "streamable-http"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -136,6 +138,8 @@ class Settings:
     """``[audit]``: tamper-evident audit log (see :mod:`guard.audit.settings`)."""
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     """``[cluster]``: state shared by a fleet of replicas in Redis (see :mod:`guard.cluster.settings`)."""
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    """``[tracing]``: OpenTelemetry traces, off by default (see :mod:`guard.tracing.settings`)."""
     source: Path | None = None
     """The file this was loaded from (``None`` when built in code)."""
 
@@ -150,7 +154,8 @@ _UPSTREAM_KEYS = {
     "terminate_grace", "log_stderr", "call_timeout", "breaker_failures", "breaker_reset", "reconnect_attempts",
     "tls_ca", "tls_client_cert", "tls_client_key", "tls_verify",
 }
-_TOP_KEYS = {"server", "upstreams", "mcpServers", "auth", "policy", "tls", "pii", "audit", "cluster"}
+_TOP_KEYS = {"server", "upstreams", "mcpServers", "auth", "policy", "tls", "pii", "audit", "cluster",
+             "tracing"}
 
 
 def parse_server(raw: Mapping[str, Any], problems: ct.Problems) -> ServerSettings:
@@ -286,10 +291,11 @@ def parse(raw: Mapping[str, Any], source: Path | None = None) -> Settings:
                     present="pii" in raw)
     audit = parse_audit(ct.table(raw, "audit", "", problems), problems, base_dir, present="audit" in raw)
     cluster = parse_cluster(ct.table(raw, "cluster", "", problems), problems, present="cluster" in raw)
+    tracing = parse_tracing(ct.table(raw, "tracing", "", problems), problems, present="tracing" in raw)
     if problems:
         raise ConfigError(problems.items)
     return Settings(server=server, upstreams=upstreams, auth=auth, policy=policy, tls=tls, pii=pii,
-                    audit=audit, cluster=cluster, source=source)
+                    audit=audit, cluster=cluster, tracing=tracing, source=source)
 
 
 def load(path: str | Path) -> Settings:
@@ -303,4 +309,8 @@ def load(path: str | Path) -> Settings:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{p}: not valid TOML: {exc}"]) from exc
-    return parse(raw, source=p.resolve())
+    # Absolute but not resolved: paths relative to a config file mounted from a Kubernetes
+    # ConfigMap (guard.toml -> ..data/guard.toml -> ..<timestamp>/guard.toml) must stay under the
+    # ..data link, which kubelet swaps on every update, not under the timestamped directory it
+    # deletes right after (the policy would stop reloading).
+    return parse(raw, source=Path(os.path.abspath(p)))

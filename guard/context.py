@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from guard.jsonrpc import Message
+from guard.tracing.base import NO_TRACE, MessageTrace
 
 
 class Direction(enum.Enum):
@@ -96,6 +97,8 @@ class RequestRecord:
     """Client requests: the client cancelled it; any answer is dropped (see :mod:`guard.session`)."""
     ticket: Any = None
     """Client requests: the circuit breaker's admission (:class:`guard.limits.Ticket`), if any."""
+    trace: MessageTrace = NO_TRACE
+    """Client requests: the request's trace, ended when the client gets its answer (:mod:`guard.tracing`)."""
 
 
 class Action(enum.Enum):
@@ -176,6 +179,8 @@ class MessageContext:
     audit_target: str | None = None
     """The target with personal data protected, set by the PII stage; audit records it
     instead of ``target`` (``None``: no PII stage ran, ``target`` is recorded as is)."""
+    trace: MessageTrace = NO_TRACE
+    """The client message's trace; the pipeline adds a span per stage (:mod:`guard.tracing`)."""
 
     @property
     def server(self) -> str:

@@ -15,7 +15,9 @@ tabled in docs/how-it-works.md):
 * a slow client applies backpressure: frames to it go through one bounded queue,
   and when it is full guard stops reading from the upstream;
 * circuit breaker tickets (:class:`~guard.limits.CircuitBreaker`) are taken before the
-  stages run and released on every outcome.
+  stages run and released on every outcome;
+* with tracing on, each client message's trace (:mod:`guard.tracing`) starts when the relay
+  takes the message and ends once, when the client has its answer (or the message went on).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from guard.jsonrpc import ErrorCode, Kind, Message, RequestId, error_response, n
 from guard.limits import CircuitBreaker, Outcome, RateLimit
 from guard.pipeline import Pipeline
 from guard.session import InFlightLimitExceeded, Session
+from guard.tracing import NO_TRACER, MessageTrace, Tracer
 from guard.transports.base import Upstream
 
 log = logging.getLogger("guard.relay")
@@ -108,8 +111,10 @@ class Relay:
         client: ClientConnection,
         upstream: Upstream,
         limits: RelayLimits | None = None,
+        tracer: Tracer = NO_TRACER,
     ) -> None:
         self._session = session
+        self._tracer = tracer
         self._pipeline = pipeline
         self._client = client
         self._upstream = upstream
@@ -161,6 +166,7 @@ class Relay:
                     await task
             for record in self._session.drain_client_requests():  # session end releases every ticket
                 self._release(record, Outcome.NEUTRAL)
+                record.trace.finish("session_closed")
         if self._closing is not None:
             return self._closing.code, self._closing.reason
         return CLOSE_NORMAL, "client closed"
@@ -271,15 +277,19 @@ class Relay:
         if request_id is None:  # classify() guarantees an id on requests
             return
         target = mcp.target_of(method, message.params)
+        trace = self._tracer.start(self._session.info, message)
         try:
             record = self._session.open_client_request(request_id, method, target, message.params)
         except InFlightLimitExceeded as exc:
             await self._emit(error_response(request_id, ErrorCode.TOO_MANY_REQUESTS_IN_FLIGHT, str(exc),
                                             {"reason": "too_many_in_flight"}))
+            trace.finish("too_many_in_flight")
             return
         except InvalidRequest as exc:
             await self._emit(error_response(request_id, exc.code, str(exc)))
+            trace.finish("invalid_request")
             return
+        record.trace = trace
         try:
             await self._forward_client_request(message, record)
         except Exception:
@@ -288,10 +298,11 @@ class Relay:
             if self._session.close_client_request(request_id) is not None:
                 self._disarm_timeout(request_id)
                 await self._answer_locally(record, ErrorCode.INTERNAL_ERROR, "Internal error", INTERNAL_ERROR_REASON)
+            trace.finish(INTERNAL_ERROR_REASON)
 
     async def _forward_client_request(self, message: Message, record: RequestRecord) -> None:
         ctx = MessageContext(self._session.info, Direction.CLIENT_TO_SERVER, message, record.method, record.target,
-                             record)
+                             record, trace=record.trace)
         refusal = await self._admit(record, message)
         if refusal is not None:
             ctx.verdict = refusal
@@ -300,6 +311,7 @@ class Relay:
             self._release(record, Outcome.NEUTRAL)
             self._session.close_client_request(record.id)
             await self._emit(error_response(record.id, verdict.code, verdict.error_message, verdict.data))
+            record.trace.finish("rejected", ctx)
             await self._maybe_close(verdict)
             return
         if self._upstream_dead:
@@ -307,10 +319,17 @@ class Relay:
             self._release(record, Outcome.NEUTRAL)
             self._session.close_client_request(record.id)
             await self._emit(error_response(record.id, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable"))
+            record.trace.finish("upstream_unavailable")
             return
         record.params = ctx.message.params
         self._arm_timeout(record)
-        await self._to_upstream(_with_id(ctx.message, record.upstream_id))
+        await self._send_request(_with_id(ctx.message, record.upstream_id), record.trace)
+
+    async def _send_request(self, message: Message, trace: MessageTrace) -> None:
+        """Forward a client request; its trace's ``upstream`` span starts now and travels with it."""
+        message = trace.upstream_start(message)
+        with trace.propagating():
+            await self._to_upstream(message)
 
     async def _admit(self, record: RequestRecord, message: Message) -> Verdict | None:
         """Checks before any stage: drain, per-principal rate, input responses, circuit breaker.
@@ -377,11 +396,19 @@ class Relay:
                                                  {"requestId": record.upstream_id, "reason": reason}))
 
     async def _client_notification(self, message: Message) -> None:
+        trace = self._tracer.start(self._session.info, message)
+        try:
+            await self._forward_notification(message, trace)
+        finally:
+            trace.finish(INTERNAL_ERROR_REASON)  # a no-op unless the notification's handling raised
+
+    async def _forward_notification(self, message: Message, trace: MessageTrace) -> None:
         method = message.method or ""
         ctx = MessageContext(self._session.info, Direction.CLIENT_TO_SERVER, message, method,
-                             mcp.target_of(method, message.params))
+                             mcp.target_of(method, message.params), trace=trace)
         verdict = await self._pipeline.run(ctx)
         if verdict.rejected:
+            trace.finish("rejected", ctx)
             await self._maybe_close(verdict)
             return
         forwarded = ctx.message
@@ -390,26 +417,40 @@ class Relay:
             if cancelled is None:
                 # Not a request of this session awaiting an answer: the upstream knows our
                 # requests only by the ids guard gave them, so there is nothing to forward.
+                trace.finish("dropped")
                 return
             self._release(cancelled, Outcome.NEUTRAL)
+            cancelled.trace.finish("cancelled")
             params = {**forwarded.params, "requestId": cancelled.upstream_id}
             forwarded = forwarded.replace_payload({**forwarded.payload, "params": params})
         await self._to_upstream(forwarded)
+        trace.finish("forwarded")
 
     async def _client_response(self, message: Message) -> None:
+        trace = self._tracer.start(self._session.info, message)
+        try:
+            await self._forward_client_response(message, trace)
+        finally:
+            trace.finish(INTERNAL_ERROR_REASON)  # a no-op unless the response's handling raised
+
+    async def _forward_client_response(self, message: Message, trace: MessageTrace) -> None:
         request_id = message.id
         record = self._session.close_server_request(request_id) if request_id is not None else None
         if record is None:
             log.warning("session %s: dropped a client response that answers no pending server request",
                         self._session.info.id)
+            trace.finish("dropped")
             return
-        ctx = MessageContext(self._session.info, Direction.CLIENT_TO_SERVER, message, record.method, None, record)
+        ctx = MessageContext(self._session.info, Direction.CLIENT_TO_SERVER, message, record.method, None, record,
+                             trace=trace)
         verdict = await self._pipeline.run(ctx)
         if verdict.rejected:
             await self._to_upstream(error_response(record.id, verdict.code, verdict.error_message, verdict.data))
+            trace.finish("rejected", ctx)
             await self._maybe_close(verdict)
             return
         await self._to_upstream(ctx.message)
+        trace.finish("forwarded")
 
     async def _maybe_close(self, verdict: Verdict) -> None:
         """A stage asked to close the session: every other pending request gets the same error first."""
@@ -528,6 +569,7 @@ class Relay:
         if record.cancelled:
             log.info("session %s: dropped the upstream's late answer to a cancelled request", self._session.info.id)
             return
+        record.trace.upstream_end(_outcome(message))
         self._release(record, Outcome.FAILURE if _transport_failure(message) else Outcome.SUCCESS)
         try:
             await self._deliver_response(_with_id(message, record.id), record)
@@ -537,7 +579,7 @@ class Relay:
 
     async def _deliver_response(self, message: Message, record: RequestRecord) -> None:
         ctx = MessageContext(self._session.info, Direction.SERVER_TO_CLIENT, message, record.method,
-                             record.target, record)
+                             record.target, record, trace=record.trace)
         ctx.upstream_outcome = _outcome(message)
         if record.method == mcp.INITIALIZE and isinstance(message.result, dict):
             version = message.result.get("protocolVersion")
@@ -546,9 +588,11 @@ class Relay:
         verdict = await self._pipeline.run(ctx)
         if verdict.rejected:
             await self._emit(error_response(record.id, verdict.code, verdict.error_message, verdict.data))
+            record.trace.finish("rejected", ctx)
             await self._maybe_close(verdict)
             return
         await self._emit(ctx.message)
+        record.trace.finish(ctx.upstream_outcome or "ok", ctx)
         result = ctx.message.result
         if mcp.is_input_required(result):
             self._session.input_required_delivered(record.method, record.target, result)
@@ -557,11 +601,13 @@ class Relay:
         """Answer a pending client request with an error guard generates (still audited)."""
         error = error_response(record.id, code, text, {"reason": reason})
         ctx = MessageContext(self._session.info, Direction.SERVER_TO_CLIENT, error, record.method, record.target,
-                             record)
+                             record, trace=record.trace)
         ctx.upstream_outcome = reason
+        record.trace.upstream_end(reason)
         with contextlib.suppress(Exception):
             await self._pipeline.run(ctx)
         await self._emit(error)
+        record.trace.finish(reason, ctx)
 
     async def _upstream_interrupted(self) -> None:
         """The transport reconnected: what was in flight is lost, so answer it; the session goes on."""

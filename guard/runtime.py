@@ -26,6 +26,7 @@ from guard.pipeline.authorize import AuthorizeStage
 from guard.pipeline.pii import build_pii_stage
 from guard.policy.conditions import UNDECIDABLE
 from guard.policy.store import PolicyStore
+from guard.tracing import NO_TRACER, Tracer, build_tracer
 
 log = logging.getLogger("guard.runtime")
 
@@ -51,6 +52,8 @@ class Runtime:
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     directory: Directory = field(default_factory=LocalDirectory)
     """Where HTTP session ownership is recorded (Redis with ``[cluster]``, nowhere without)."""
+    tracer: Tracer = NO_TRACER
+    """Starts each client message's trace (:mod:`guard.tracing`; does nothing while tracing is off)."""
 
     async def authenticate(self, server: str, headers: HeaderSource, query: str,
                            base_url: str | None = None) -> Principal | AuthFailure:
@@ -112,6 +115,7 @@ def build_runtime(settings: Settings) -> Runtime:
         return CircuitBreaker(failures, reset, on_change=lambda state: metrics.breaker_state(name, state))
 
     authenticator = Authenticator(settings.auth)
+    tracer = build_tracer(settings.tracing)
     runtime = Runtime(
         settings=settings,
         pipeline=pipeline,
@@ -122,12 +126,14 @@ def build_runtime(settings: Settings) -> Runtime:
         connections=ConnectionLimiter(server.max_connections, server.max_connections_per_principal),
         breakers={name: breaker(name, up.breaker_failures, up.breaker_reset)
                   for name, up in settings.upstreams.items()},
+        tracer=tracer,
     )
     if settings.cluster.enabled:
         _share_through_redis(runtime, settings, metrics)
     runtime.routes += authenticator.routes()
     runtime.routes.append(metrics_endpoint(metrics, token=server.metrics_token))
     runtime.closers.append(authenticator.aclose)
+    runtime.closers.append(tracer.aclose)  # after the pipeline's flush: the last answers' spans are exported
     for name in settings.auth.anonymous_servers:
         log.warning("upstream %s accepts ANONYMOUS clients ([auth] anonymous_servers)", name)
     if pii is not None and pii.protector.keyring is not None:

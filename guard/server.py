@@ -253,6 +253,7 @@ class GuardApp:
                 breaker=self.runtime.breakers.get(info.server),
                 principal_key=key,
             ),
+            tracer=self.runtime.tracer,
         )
         relay.draining = self.draining
         return relay

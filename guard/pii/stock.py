@@ -8,7 +8,9 @@ Presidio finds on the same strings:
   for English: the same recognizer classes guard selects, with the stock ``PhoneRecognizer``
   running ``phonenumbers`` for each of its regions), never guard's recognizer instances;
 * the rules file's custom recognizers are added as plain Presidio ``PatternRecognizer``
-  objects built from the same fields;
+  objects built from the same fields, and its ``[entities.X] context`` words replace the
+  context words of the stock recognizers of that entity type (what a recognizer's
+  ``context:`` entry in Presidio's YAML configuration does);
 * ``AnalyzerEngine`` gets the same blank spaCy pipeline guard configures (a tokenizer:
   lemmas are lower-cased tokens, see :class:`guard.pii.engine.PipelineNlpEngine`), and is
   asked for the entity types guard asks for, with ``default_score_threshold`` 0 (Presidio's
@@ -22,7 +24,7 @@ first use. :func:`stock_analyzer` points that extractor at tldextract's bundled 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import spacy
@@ -38,7 +40,8 @@ LANGUAGE = "en"
 class StockPresidio:
     """``AnalyzerEngine.analyze`` with the default registry (plus the rules' custom recognizers)."""
 
-    def __init__(self, entities: Iterable[str] | None, custom: Sequence[RecognizerSpec] = ()) -> None:
+    def __init__(self, entities: Iterable[str] | None, custom: Sequence[RecognizerSpec] = (),
+                 context: Mapping[str, Sequence[str]] | None = None) -> None:
         from guard.pii.engine import PipelineNlpEngine, offline_tldextract
 
         tldextract.tldextract.TLD_EXTRACTOR = offline_tldextract()
@@ -55,6 +58,10 @@ class StockPresidio:
             registry.add_recognizer(PatternRecognizer(
                 supported_entity=spec.entity, name=spec.name, supported_language=LANGUAGE,
                 deny_list_score=spec.deny_list_score, **optional))
+        for recognizer in registry.recognizers:  # as a recognizer's YAML ``context:`` would configure it
+            for entity in recognizer.supported_entities:
+                if context and entity in context:
+                    recognizer.context = list(context[entity])
         self.engine = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE])
         known = {e for r in registry.recognizers for e in r.supported_entities}
         self.entities: list[str] = sorted(known if entities is None else set(entities) & known)

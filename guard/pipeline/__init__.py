@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from guard.context import PROCEED, Action, Event, MessageContext, Verdict
+from guard.tracing.base import NO_TRACE
 
 
 @runtime_checkable
@@ -56,12 +57,17 @@ class Pipeline:
         # Runs for every message: locals instead of repeated attribute and property look-ups.
         clock = time.perf_counter
         timings = ctx.timings
+        trace = ctx.trace
+        traced = trace is not NO_TRACE
         for stage in self._stages:
             if ctx.verdict.action is Action.REJECT and not stage.sees_rejections:
                 continue
             started = clock()
             verdict = await stage.process(ctx)
-            timings[stage.name] = clock() - started
+            ended = clock()
+            timings[stage.name] = ended - started
+            if traced:
+                trace.stage(stage.name, ctx, started, ended, verdict)
             if verdict is PROCEED:
                 continue
             if verdict.action is Action.REJECT:

@@ -13,7 +13,8 @@ stage rewrote it, so body and headers always agree.
 
 Only the upstream's configured headers (its own credentials) are sent; nothing from
 the client's handshake, in particular never the client's token (token passthrough is
-forbidden by MCP ``basic/authorization``).
+forbidden by MCP ``basic/authorization``). With tracing on, a request also carries the W3C
+``traceparent`` (and ``tracestate``) of guard's ``upstream`` span (:mod:`guard.tracing`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from guard.config import UpstreamSettings
 from guard.errors import ParseError, UpstreamClosed, UpstreamUnavailable
 from guard.jsonrpc import ErrorCode, Kind, Message, error_response, loads, serialize
 from guard.tls import ssl_context_for
+from guard.tracing import upstream_headers
 from guard.transports.base import probe_tcp
 from guard.transports.sse import iter_events
 
@@ -125,6 +127,7 @@ class StreamableHttpUpstream:
                 headers["Mcp-Name"] = encode_header_value(value)
             if method == mcp.TOOLS_CALL and isinstance(value, str):
                 headers.update(self._param_headers(value, message.params.get("arguments")))
+        headers.update(upstream_headers())  # W3C traceparent of guard's upstream span (tracing on)
         return headers
 
     def _param_headers(self, tool: str, arguments: Any) -> dict[str, str]:

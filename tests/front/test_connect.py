@@ -139,3 +139,19 @@ async def test_lost_connection_exits_5(scheme: str) -> None:
     assert b"lost the connection" in err or b"closed the connection" in err
     if out.strip():
         assert json.loads(out.decode().splitlines()[-1])["error"]["code"] == -31004
+
+
+async def test_token_command_supplies_the_token_and_a_failing_command_exits_2(tmp_path: Path) -> None:
+    """``--token-command`` runs a credential helper (as ``gcloud auth print-identity-token`` would)."""
+    runtime, tokens = stack(tmp_path, tmp_path / "record.jsonl")
+    (tmp_path / "bob.token").write_text(tokens["bob"])
+    helper = f"{sys.executable} -c \"print(open({str(tmp_path / 'bob.token')!r}).read())\""
+    async with running_runtime(runtime) as base:
+        url = f"{http(base)}/mcp/demo"
+        async with Client(bridge(url, "--token-command", helper), mode="legacy") as bob:
+            assert "send_message" in {t.name for t in (await bob.list_tools()).tools}  # bob's role, from the command
+        failing = f"{sys.executable} -c \"raise SystemExit(7)\""
+        line = (json.dumps(legacy_init()) + "\n").encode()
+        code, _, err = await run_bridge(url, "--token-command", failing, stdin=line)
+    assert code == 2, err
+    assert "the token command exited 7 without printing a token" in err

@@ -260,6 +260,7 @@ def test_builder_steps_produce_a_working_guard(tmp_path: Path) -> None:
                          text=True, timeout=60, check=False)
     installed = {p["name"].lower() for p in json.loads(pip.stdout)}
     assert "guard" in installed
+    assert {"opentelemetry-sdk", "opentelemetry-exporter-otlp-proto-http"} <= installed  # [tracing] works in the image
     assert not installed & {"setuptools", "wheel", "pytest", "mypy", "ruff"}, "build/dev tools left in the image"
 
 

@@ -13,35 +13,23 @@ from hypothesis import strategies as st
 
 from bench import payloads
 from guard.jsonrpc import Kind
-from guard.pii.analysis import Detection, analyze_items, context_words
+from guard.pii.analysis import Detection, analyze_items
 from guard.pii.engine import Analyzer
 from guard.pii.protect import Protector
 from guard.pii.rules import PIIRules
 from guard.pii.stock import StockPresidio, missing
-from guard.pii.walker import transform
 from tests.pii.corpus import load_corpus
 from tests.pii.test_properties import json_values, text_strategy
 
 
 @pytest.fixture(scope="module")
 def stock(rules: PIIRules) -> StockPresidio:
-    return StockPresidio(rules.detected_entities(), rules.recognizers)
+    return StockPresidio(rules.detected_entities(), rules.recognizers, rules.context)
 
 
 @pytest.fixture(scope="module")
 def stock_all() -> StockPresidio:
     return StockPresidio(None)
-
-
-def leaves(payload: dict[str, Any], kind: Kind = Kind.RESULT, method: str = "tools/call") -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-
-    def visit(text: str, path: str) -> str:
-        out.append((text, path))
-        return text
-
-    transform(payload, kind, method, kind is Kind.RESULT, visit)
-    return out
 
 
 def assert_superset(analyzer: Analyzer, stock: StockPresidio, items: list[tuple[str, tuple[str, ...]]]) -> int:
@@ -50,18 +38,21 @@ def assert_superset(analyzer: Analyzer, stock: StockPresidio, items: list[tuple[
     for (text, words), guard in zip(items, found, strict=True):
         reference = stock.detections(text, words)
         assert missing(guard, reference) == [], (text, words, reference, guard)
-        assert sorted(guard) == sorted(reference), (text, words)  # today: identical, not only a superset
+        # Identical, not only a superset, on the entities stock Presidio runs (guard adds ABA
+        # routing numbers, which Presidio ships but leaves out of its default registry).
+        assert sorted(d for d in guard if d.entity_type in stock.entities) == sorted(reference), (text, words)
         compared += len(reference)
     return compared
 
 
-def test_guard_finds_what_stock_presidio_finds_on_the_corpus(analyzer: Analyzer, stock: StockPresidio) -> None:
+def test_guard_finds_what_stock_presidio_finds_on_the_corpus(
+        analyzer: Analyzer, stock: StockPresidio, protector: Protector) -> None:
     items = []
     for record in load_corpus():
         message = record["message"]
         kind = Kind.REQUEST if "method" in message else Kind.RESULT
         method = message.get("method", "tools/call")
-        items += [(text, context_words(path)) for text, path in leaves(message, kind, method)]
+        items += protector.collect(message, kind, method, kind is Kind.RESULT, "demo", "t").items
     assert len(items) > 100
     assert assert_superset(analyzer, stock, items) > 20
 

@@ -4,7 +4,8 @@ Every request is answered ``{"method": ..., "params": ...}`` in one JSON body, d
 encoded with the stdlib (exact integers), except ``test/raw_result``, answered with
 ``params.text`` written verbatim as the result, ``test/sse``, answered over an SSE stream, and
 ``test/status``, answered with HTTP status ``params.status`` and no body.
-Notifications and responses get 202. ``received`` holds the raw bodies.
+Notifications and responses get 202. ``received`` holds the raw bodies, ``headers`` each POST's
+request headers (lower-cased names).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.support.guard_server import free_socket, serving
 class EchoHttpUpstream:
     def __init__(self) -> None:
         self.received: list[bytes] = []
+        self.headers: list[dict[str, str]] = []
 
     def app(self) -> Starlette:
         async def endpoint(request: Request) -> Response:
@@ -33,6 +35,7 @@ class EchoHttpUpstream:
                 return Response(status_code=405)
             body = await request.body()
             self.received.append(body)
+            self.headers.append(dict(request.headers))
             msg: Any = json.loads(body)
             if not isinstance(msg, dict) or "id" not in msg or "method" not in msg:
                 return Response(status_code=202)

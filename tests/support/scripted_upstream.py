@@ -18,6 +18,7 @@ Used where a test needs the upstream to misbehave on cue. Any request is answere
 * ``tools/call`` of ``needs_input`` without ``inputResponses``: a 2026-07-28 ``InputRequiredResult``
   (``requestState: "state-1"``, one elicitation under key ``confirm``); with them, the usual echo
 
+If ``TOOLS`` is set (a JSON list), ``tools/list`` is answered with ``{"tools": TOOLS}``.
 If ``RECORD`` is set, every received line is appended to that file, and the process
 environment (keys and values) is dumped to ``RECORD + ".env"`` at start.
 """
@@ -68,6 +69,9 @@ def main():
             sys.stdout.flush()
             continue
         params = msg.get("params") or {}
+        if method == "tools/list" and os.environ.get("TOOLS"):
+            send({"jsonrpc": "2.0", "id": rid, "result": {"tools": json.loads(os.environ["TOOLS"])}})
+            continue
         if method == "tools/call" and params.get("name") == "needs_input" and "inputResponses" not in params:
             ask = {"method": "elicitation/create",
                    "params": {"message": "sure?", "requestedSchema": {"type": "object"}}}
