@@ -8,6 +8,10 @@ hashes and writes it (:mod:`guard.audit.sink`). So audit never blocks the loop o
 its throughput grows with load, and queued records are bytes the garbage collector
 does not have to traverse.
 
+One writer per file: :meth:`AuditLog.start` takes the file's exclusive lock
+(:mod:`guard.audit.lock`) before the sink scans, rotates or writes anything, and
+:meth:`AuditLog.aclose` leaves it.
+
 Durability contract:
 
 * ``append(record, durable=True)`` returns only after the record reached the OS
@@ -40,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from guard.audit import canonical, schema
+from guard.audit import canonical, lock, schema
 from guard.audit.schema import Clock, IdFactory
 from guard.audit.sink import FileSink, SinkConfig, SinkWriteError
 from guard.errors import AuditError
@@ -118,6 +122,7 @@ class AuditLog:
         self._started = False
         self._start_failed_at: float | None = None
         self._closed = False
+        self._locked = False
         self._failed = False
         self._dead = False
         self.lost = 0
@@ -162,6 +167,9 @@ class AuditLog:
                 raise AuditUnavailable("audit log is closed")
             if self._start_failed_at is not None and self._mono() - self._start_failed_at < self._retry_interval:
                 raise AuditUnavailable("audit log could not be opened")  # retry at most every retry_interval
+            if not self._locked:
+                lock.hold(self.sink.config.path)  # one writer per file, before the file is touched
+                self._locked = True
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-audit")
             try:
                 await self._run(self.sink.open, "start")
@@ -180,6 +188,14 @@ class AuditLog:
         if self._closed:
             return
         self._closed = True
+        try:
+            await self._close_started()
+        finally:
+            if self._locked:
+                self._locked = False
+                lock.release(self.sink.config.path)
+
+    async def _close_started(self) -> None:
         if not self._started:
             return
         if self._task is not None and not self._task.done():

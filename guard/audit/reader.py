@@ -49,6 +49,8 @@ def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
             missing.append(text)
     unique: dict[Path, Path] = {}
     for p in found:
+        if p.name.endswith(".lock"):
+            continue  # a writer's lock file (guard.audit.lock), not a log
         unique.setdefault(p.resolve(), p)
     return list(unique.values()), missing
 
