@@ -15,6 +15,7 @@ Used where a test needs the upstream to misbehave on cue. Any request is answere
 * ``test/raw_result``     answer with ``params.text`` written verbatim as the result (raw JSON text)
 * ``test/invalid_utf8``   answer with a result string holding a byte that is not UTF-8
 * ``test/elicit``         send an ``elicitation/create`` request to the client and never answer the call
+* ``tools/call`` of ``block``: never answered (an executed call whose outcome guard cannot see)
 * ``tools/call`` of ``needs_input`` without ``inputResponses``: a 2026-07-28 ``InputRequiredResult``
   (``requestState: "state-1"``, one elicitation under key ``confirm``); with them, the usual echo
 
@@ -68,6 +69,8 @@ def main():
             sys.stdout.flush()
             continue
         params = msg.get("params") or {}
+        if method == "tools/call" and params.get("name") == "block":
+            continue
         if method == "tools/call" and params.get("name") == "needs_input" and "inputResponses" not in params:
             ask = {"method": "elicitation/create",
                    "params": {"message": "sure?", "requestedSchema": {"type": "object"}}}
