@@ -96,6 +96,9 @@ class RequestRecord:
     """Client requests: the client cancelled it; any answer is dropped (see :mod:`guard.session`)."""
     ticket: Any = None
     """Client requests: the circuit breaker's admission (:class:`guard.limits.Ticket`), if any."""
+    audit_id: str | None = None
+    """Client requests: ``event.id`` of the request's write-ahead audit record; the outcome's
+    record refers to it (``guard.request.event_id``)."""
 
 
 class Action(enum.Enum):

@@ -60,6 +60,7 @@ def _worker_main(settings: Settings, index: int, workers: int, sock: socket.sock
     from guard.server import serve
 
     logs.configure(settings.server.log_level)
+    sock.set_inheritable(False)  # never handed on to stdio upstreams (see guard.server.listening_socket)
     if audit_lock is not None:
         audit_lock.adopt()
     serve(build_runtime(for_worker(settings, index, workers)), sockets=[sock])
@@ -71,8 +72,7 @@ def bind(settings: Settings) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.server.host, settings.server.port))
     sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    return sock  # reaches each worker through multiprocessing (DupFd), no inheritance needed
 
 
 def supervise(settings: Settings, workers: int) -> int:

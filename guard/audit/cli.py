@@ -2,7 +2,9 @@
 
 Exit codes of ``verify`` (distinct from argparse's 2 for usage errors):
 0 intact, 3 unverifiable (missing key/files, nothing signed), 4 intact up to a torn
-final line (guard stopped mid-write), 5 tampered. ``query``, ``report`` and
+final line (guard stopped mid-write), 5 tampered, 6 intact but requests in flight at crash
+(forwarded, outcome never recorded: guard was killed, or is still running). Precedence when
+several apply: 5, 3, 6, 4. ``query``, ``report`` and
 ``keygen`` exit 0 on success, 1 when files cannot be read or written, 2 on usage.
 """
 
@@ -165,7 +167,7 @@ def register(subparsers: Any) -> None:
     audit = subparsers.add_parser("audit", help="verify, query and report on the tamper-evident audit log")
     sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("verify", help="check hash chain and signed checkpoints (exit 0/3/4/5)",
+    p = sub.add_parser("verify", help="check hash chain and signed checkpoints (exit 0/3/4/5/6)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("--format", choices=("text", "json"), default="text")

@@ -150,6 +150,7 @@ class SharedLock:
         lock, not a second one; the worker then writes its own pid for operators.
         """
         fd = self._fd if isinstance(self._fd, int) else self._fd.detach()
+        os.set_inheritable(fd, False)  # passed to this worker, not to its stdio upstreams
         key = _key(self.path)
         with _MUTEX:
             _HELD[key] = _Held(fd, 1)

@@ -299,6 +299,8 @@ def message_record(ctx: MessageContext, *, now: float, perf: float, event_id: st
         guard["pii"] = pii
     if ctx.upstream_outcome is not None:
         guard["upstream"] = {"outcome": text(ctx.upstream_outcome, 64)}
+    if ctx.request is not None and ctx.request.audit_id is not None and message.kind.is_response:
+        guard["request"] = {"event_id": ctx.request.audit_id}  # the write-ahead record this answers
     if message.kind.is_response and ctx.request is not None:
         record["event"]["duration"] = max(0, round((perf - ctx.request.started) * 1e9))
     sizes: dict[str, Any] = {"bytes_received": int(message.raw_size)}

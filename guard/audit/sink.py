@@ -168,7 +168,8 @@ class FileSink:
 
         A record is a dict or its :func:`~guard.audit.canonical.template` bytes.
 
-        ``sync`` asks for ``fsync`` under the ``denials`` policy. Raises
+        ``sync`` asks for ``fsync`` (the log decides per record: denials under
+        ``fsync = "denials"``, write-ahead requests under ``durability``). Raises
         :class:`SinkWriteError` telling how many records did reach the OS.
         """
         if self._fd is None or self.broken:
@@ -357,7 +358,7 @@ class FileSink:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            if self.config.fsync == "always" or (sync and self.config.fsync == "denials"):
+            if sync or self.config.fsync == "always":
                 os.fsync(fd)
         except OSError:
             with contextlib.suppress(OSError):

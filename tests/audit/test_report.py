@@ -51,7 +51,8 @@ async def test_report_shows_tampering(tmp_path: Path) -> None:
     await sample_log(tmp_path, hours=1)
     path = tmp_path / "audit.jsonl"
     lines = read_lines(path)
-    lines[5] = lines[5].replace(b'"alice"', b'"mallory"')
+    edited = [i for i, line in enumerate(lines) if b'"name":"alice"' in line][1]
+    lines[edited] = lines[edited].replace(b'"alice"', b'"mallory"')
     write_lines(path, lines)
     page = render(tmp_path)
     assert "TAMPERED" in page and "First bad record" in page
