@@ -7,7 +7,8 @@ forwards SIGTERM to every worker (each drains gracefully) and exits 0 once they 
 Audit integrity: every worker writes its **own hash chain** — with ``N > 1`` the audit
 ``path`` (and ``checkpoint_path``) gain a ``.worker-<i>`` suffix before the extension, so
 ``audit/guard-audit.jsonl`` becomes ``audit/guard-audit.worker-0.jsonl``,
-``…worker-1.jsonl``, … Verify each chain: ``guard audit verify audit/guard-audit.worker-0*``.
+``…worker-1.jsonl``, … ``guard audit verify audit/`` verifies each chain on its own
+(:mod:`guard.audit.fleet`).
 Rate limits and connection caps are per worker.
 
 One writer per chain (:mod:`guard.audit.lock`): the supervisor holds every worker file's

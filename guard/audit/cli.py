@@ -4,7 +4,8 @@ Exit codes of ``verify`` (distinct from argparse's 2 for usage errors):
 0 intact, 3 unverifiable (missing key/files, nothing signed), 4 intact up to a torn
 final line (guard stopped mid-write), 5 tampered, 6 intact but requests in flight at crash
 (forwarded, outcome never recorded: guard was killed, or is still running). Precedence when
-several apply: 5, 3, 6, 4. ``query``, ``report`` and
+several apply: 5, 3, 6, 4. Several chains (``--workers``, a fleet of replicas: one chain per
+replica, worker and log path) are verified each on its own; the worst status wins. ``query``, ``report`` and
 ``keygen`` exit 0 on success, 1 when files cannot be read or written, 2 on usage.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.audit import query, report
-from guard.audit.verify import verify
+from guard.audit.fleet import verify_fleet
 from guard.crypto.signing import KeyFileError, VerifyKey, generate_signing_key, load_verify_key
 
 EXIT_ERROR = 1
@@ -66,7 +67,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if isinstance(sources, int):
         return sources
     paths, checkpoints, keys = sources
-    result = verify(paths, keys=keys, checkpoint_files=checkpoints)
+    result = verify_fleet(paths, keys=keys, checkpoint_files=checkpoints)
     if args.format == "json":
         import orjson
 

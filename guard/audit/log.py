@@ -157,8 +157,11 @@ class AuditLog:
             key = load_signing_key(settings.signing_key)
         except KeyFileError as exc:
             raise ConfigError([f"audit.signing_key: {exc}"]) from exc
+        from guard.audit.settings import replica_id
+
         config = SinkConfig(
             path=settings.path, key=key, checkpoint_path=settings.checkpoint_path, fsync=settings.fsync,
+            replica=replica_id(settings.replica),
             rotate_bytes=settings.rotate_bytes, rotate_interval=settings.rotate_interval,
             checkpoint_every=settings.checkpoint_every, checkpoint_interval=settings.checkpoint_interval,
         )
@@ -248,6 +251,7 @@ class AuditLog:
             await self.start()
         if not self.healthy:
             raise AuditUnavailable("audit log unavailable")
+        self._stamp(record)
         done: asyncio.Future[None] | None = None
         sync = False
         if durable:
@@ -268,7 +272,14 @@ class AuditLog:
         if self._closed or self._dead or len(self._pending) >= self.queue_size:
             self._count_lost(1)
         else:
+            self._stamp(record)
             self._pending.append(_Entry(_queued(record)))
+
+    def _stamp(self, record: dict[str, Any]) -> None:
+        replica = self.sink.config.replica
+        guard = record.get("guard")
+        if replica and isinstance(guard, dict):
+            guard["replica"] = replica
 
     async def checkpoint(self) -> None:
         """Write a checkpoint now (if any record is uncovered); for tests and operators."""

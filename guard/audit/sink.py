@@ -55,6 +55,8 @@ class SinkConfig:
     rotate_interval: float = 86400.0
     checkpoint_every: int = 1000
     checkpoint_interval: float = 60.0
+    replica: str = ""
+    """Replica id stamped into every record (``guard.replica``) and header; empty: none."""
 
 
 class SinkWriteError(AuditError):
@@ -234,6 +236,8 @@ class FileSink:
         if isinstance(record, bytes):
             line = chained(record, seq, tx.head)
         else:
+            if self.config.replica:
+                record.setdefault("guard", {}).setdefault("replica", self.config.replica)
             record.setdefault("guard", {})["chain"] = {"seq": seq, "prev": tx.head}
             try:
                 line = canonical_unchecked(record)
@@ -276,6 +280,7 @@ class FileSink:
         audit: dict[str, Any] = {
             "reason": reason,
             "signing_key_id": self.config.key.key_id,
+            **({"replica": self.config.replica} if self.config.replica else {}),
             "checkpoint_every": self.config.checkpoint_every,
             "checkpoint_interval_ms": int(self.config.checkpoint_interval * 1000),
         }
