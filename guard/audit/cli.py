@@ -102,7 +102,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     records = query.select(sources[0], filters)
     if args.limit is not None:
         records = itertools.islice(records, max(0, args.limit))
-    lines = query.format_json(records) if args.format == "json" else query.format_table(records)
+    formats = {"json": query.format_json, "csv": query.format_csv, "table": query.format_table}
+    lines = formats[args.format](records)
     try:
         for line in lines:
             print(line)
@@ -122,7 +123,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return window
     paths, checkpoints, keys = sources
     document = report.render(paths, since=window[0], until=window[1], keys=keys, checkpoint_files=checkpoints,
-                             now=now, title=args.title)
+                             now=now, title=args.title, subject=args.subject, server=args.server)
     try:
         Path(args.out).write_text(document, encoding="utf-8")
     except OSError as exc:
@@ -185,7 +186,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--entity-type", dest="entity_type", help="PII entity type, e.g. EMAIL_ADDRESS")
     p.add_argument("--all", action="store_true", help="include the writer's own records (headers, checkpoints)")
     p.add_argument("--limit", type=int, help="print at most this many records")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="csv: one row per record, RFC 4180, header first (for spreadsheets)")
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("report", help="write a self-contained HTML report")
@@ -194,6 +196,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--since", help="RFC 3339 time, date, or age like 7d")
     p.add_argument("--until", help="RFC 3339 time, date, or age (exclusive)")
     p.add_argument("--title", default="guard audit report")
+    p.add_argument("--subject", help="only this subject's records (user.name, wildcards allowed)")
+    p.add_argument("--server", help="only this upstream server's records (wildcards allowed)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("keygen", help="generate an Ed25519 checkpoint signing key")

@@ -117,8 +117,11 @@ def write_lines(path: Path, lines: list[bytes]) -> None:
     path.write_bytes(b"".join(lines))
 
 
-async def sample_log(directory: Path, *, hours: int = 6) -> Clock:
-    """A realistic closed log: several subjects and tools, denials, PII findings, auth failures."""
+async def sample_log(directory: Path, *, hours: int = 6, policy_changes: bool = False) -> Clock:
+    """A realistic closed log: several subjects and tools, denials, PII findings, auth failures.
+
+    ``policy_changes``: also two policy reloads (one applied, one rejected) along the way.
+    """
     from guard.context import Event, EventKind
     from guard.pipeline.audit import AuditStage
 
@@ -140,6 +143,13 @@ async def sample_log(directory: Path, *, hours: int = 6) -> Clock:
         if i % 17 == 0:
             await stage.on_event(Event(EventKind.AUTH_FAILURE, server="crm", client_addr="10.1.2.3:5000",
                                        reason="token_expired", at=clock()))
+        if policy_changes and i in (5, 9):
+            before, after = ("a" * 64, "b" * 64) if i == 5 else ("b" * 64, "c" * 64)
+            ok = i == 5
+            await stage.on_event(Event(EventKind.POLICY_RELOAD, at=clock(), details={
+                "ok": ok, "digests": {"policy.csv": f"sha256:{after if ok else before}"},
+                "previous_digests": {"policy.csv": f"sha256:{before}"}, "rules": 12,
+                "error": None if ok else "policy.csv line 4: unknown effect 'alow'"}))
         clock.advance(300)
     await stage.aclose()
     return clock
