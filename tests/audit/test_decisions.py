@@ -74,3 +74,16 @@ async def test_pii_blocked_duplicate_id_and_in_flight_refusals_are_recorded_as_d
     # and all three are found by the query an auditor runs
     shown = list(query.select([tmp_path / "audit"], query.Filters(decision="deny")))
     assert {r["event"]["reason"] for r in shown} >= {"pii_blocked", "duplicate_id", "too_many_in_flight"}
+
+
+@pytest.mark.e2e
+async def test_server_to_client_id_clash_is_recorded_as_deny(tmp_path: Path) -> None:
+    async with running_guard(settings(tmp_path)) as base, \
+            connect(f"{base}/mcp/s", subprotocols=["mcp"]) as ws:
+        await ws.send(json.dumps(req(1, "test/elicit_twice")))
+        first = json.loads(await ws.recv())
+        assert first["method"] == "elicitation/create" and first["id"] == "dup"
+        assert json.loads(await ws.recv())["id"] == 1  # the call's answer: the clash was handled before it
+    clash = decision_of(denials(tmp_path), "duplicate_id")
+    assert clash["guard"]["direction"] == "server_to_client" and clash["guard"]["decision"]["stage"] == "session"
+    assert clash["guard"]["rpc"]["method"] == "elicitation/create"
