@@ -70,3 +70,32 @@ def test_replica_id_defaults_to_env_then_host_name(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("GUARD_REPLICA", "guard-7f9c-x2")
     assert replica_id() == "guard-7f9c-x2"
     assert replica_id("configured") == "configured"
+
+
+async def test_report_over_a_fleet_shows_each_chain_with_its_replica(tmp_path: Path) -> None:
+    from guard.audit import report
+
+    fleet = tmp_path / "fleet"
+    await replica_log(fleet / "a", "replica-a")
+    await replica_log(fleet / "b", "replica-b")
+    page = report.render([fleet], keys=[KEY.public], now=0.0)
+    assert "Chain replica-a: a/guard-audit" in page and "Chain replica-b: b/guard-audit" in page
+    assert "in 2 chain(s)" in page and page.count('class="badge intact"') == 3  # overall + 2 chains
+
+
+def test_worker_checkpoint_files_go_to_their_workers_chain(tmp_path: Path) -> None:
+    from guard.audit.chains import group
+
+    header = b'{"guard":{"chain":{"seq":1,"prev":"x"}}}\n'
+    checkpoint = b'{"guard_checkpoint":{"count":1}}\n'
+    for i in (0, 1):
+        (tmp_path / f"guard-audit.worker-{i}.jsonl").write_bytes(header)
+        (tmp_path / f"guard-audit.worker-{i}-000000000001-20260101T000000Z.jsonl").write_bytes(header)
+        (tmp_path / "cp").mkdir(exist_ok=True)
+        (tmp_path / "cp" / f"checkpoints.worker-{i}.jsonl").write_bytes(checkpoint)
+    fleet = group([tmp_path])
+    assert [c.base for c in fleet.chains] == ["guard-audit.worker-0", "guard-audit.worker-1"]
+    for i, chain in enumerate(fleet.chains):
+        assert len(chain.logs) == 2  # active + rotated
+        assert [p.name for p in chain.checkpoints] == [f"checkpoints.worker-{i}.jsonl"]
+    assert not fleet.unmatched_checkpoints
