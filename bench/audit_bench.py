@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from guard.audit import schema
 from guard.audit.log import AuditLog
 from guard.audit.sink import FileSink, SinkConfig
 from guard.audit.verify import verify
@@ -40,38 +41,50 @@ SESSION = SessionInfo(id="bench-session", server="crm", client_addr="127.0.0.1:5
 
 def call(i: int, denied: bool = False) -> MessageContext:
     msg = request(i, "tools/call", {"name": "lookup", "arguments": {"q": "x" * 200}})
-    ctx = MessageContext(SESSION, Direction.CLIENT_TO_SERVER, msg, method="tools/call", target="lookup")
+    ctx = MessageContext(SESSION, Direction.CLIENT_TO_SERVER, msg, method="tools/call", target="lookup",
+                         request=RequestRecord(i, "tools/call", "lookup", Direction.CLIENT_TO_SERVER,
+                                               time.perf_counter()))
     ctx.decision = Decision(not denied, "policy", "p, analyst, crm, lookup")
     if denied:
         ctx.verdict = Verdict.reject(ErrorCode.POLICY_DENIED, "Denied", {"reason": "policy_denied"}, stage="authorize")
     return ctx
 
 
-def result(i: int) -> MessageContext:
+def result(i: int, request_record: RequestRecord | None = None) -> MessageContext:
     payload = {"jsonrpc": "2.0", "id": i, "result": {"content": [{"type": "text", "text": "y" * 500}]}}
     ctx = MessageContext(SESSION, Direction.SERVER_TO_CLIENT, Message(Kind.RESULT, payload, 560),
                          method="tools/call", target="lookup",
-                         request=RequestRecord(i, "tools/call", "lookup", Direction.CLIENT_TO_SERVER,
-                                               time.perf_counter()))
+                         request=request_record or RequestRecord(i, "tools/call", "lookup",
+                                                                 Direction.CLIENT_TO_SERVER, time.perf_counter()))
     ctx.findings = [Finding("EMAIL_ADDRESS", "$.result.content[0].text", "redact")]
     ctx.upstream_outcome = "ok"
     return ctx
 
 
-def make_stage(directory: Path, fsync: str) -> AuditStage:
+def make_stage(directory: Path, fsync: str, durability: str = "always") -> AuditStage:
     config = SinkConfig(path=directory / "audit.jsonl", key=KEY, fsync=fsync,  # type: ignore[arg-type]
                         checkpoint_path=directory / "cp.jsonl")
-    sink = FileSink(config, now=time.time, monotonic=time.monotonic, new_id=lambda: "0" * 32)
-    return AuditStage(AuditLog(sink))
+    sink = FileSink(config, now=time.time, monotonic=time.monotonic, new_id=schema.new_event_id)
+    return AuditStage(AuditLog(sink), durability=durability)  # type: ignore[arg-type]
 
 
-async def throughput(directory: Path, n: int, fsync: str) -> tuple[float, float]:
-    stage = make_stage(directory, fsync)
+async def throughput(directory: Path, n: int, fsync: str, durability: str, concurrency: int) -> tuple[float, float]:
+    """``concurrency`` callers, each a call (written ahead) then its result: how a loaded proxy feeds audit."""
+    stage = make_stage(directory, fsync, durability)
     await stage.start()
-    contexts = [call(i) if i % 2 == 0 else result(i) for i in range(n)]
+    pairs = [(call(i), i) for i in range(0, n, 2)]
+    queue: asyncio.Queue[tuple[MessageContext, int]] = asyncio.Queue()
+    for pair in pairs:
+        queue.put_nowait(pair)
+
+    async def caller() -> None:
+        while not queue.empty():
+            ctx, i = queue.get_nowait()
+            await stage.process(ctx)
+            await stage.process(result(i + 1, ctx.request))
+
     cpu0, t0 = time.process_time(), time.perf_counter()
-    for ctx in contexts:
-        await stage.process(ctx)
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
     await stage.log.flush()
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
@@ -97,11 +110,16 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--denials", type=int, default=500)
     parser.add_argument("--fsync", choices=("off", "denials", "always"), default="denials")
+    parser.add_argument("--durability", choices=("always", "group", "off"), default="always",
+                        help="write-ahead of the calls (see docs/compliance.md)")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent callers (call, then its result)")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=".") as tmp:  # the disk under test, not a tmpfs /tmp
         base = Path(tmp)
-        rate, cpu_us = asyncio.run(throughput(base / "t", args.records, args.fsync))
-        print(f"stage throughput ({args.records} mixed records, fsync={args.fsync}): "
+        rate, cpu_us = asyncio.run(throughput(base / "t", args.records, args.fsync, args.durability,
+                                              args.concurrency))
+        print(f"stage throughput ({args.records} records: calls and results, {args.concurrency} callers, "
+              f"fsync={args.fsync}, durability={args.durability}): "
               f"{rate:,.0f} records/s; {cpu_us:.1f} us CPU per record (loop + writer thread)")
         lat = asyncio.run(denial_latency(base / "d", args.denials, args.fsync))
         q = statistics.quantiles(lat, n=100)

@@ -102,6 +102,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from guard.server import endpoints, serve
 
     logs.configure(settings.server.log_level)
+    if not _lock_audit(settings, args.workers):
+        return 1
     if args.workers > 1:
         from guard.workers import for_worker, supervise
 
@@ -126,6 +128,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     serve(runtime, [sock], on_ready=ready)
     return 0
+
+
+def _lock_audit(settings: Settings, workers: int) -> bool:
+    """Take each audit chain's lock before anything touches the log or binds the port (issue 15).
+
+    ``False`` after one clear line naming the holder's pid: another guard writes this chain.
+    """
+    if not settings.audit.enabled:
+        return True
+    from guard.audit import lock
+    from guard.errors import AuditError
+    from guard.workers import for_worker
+
+    try:
+        for index in range(max(1, workers)):
+            lock.hold(for_worker(settings, index, workers).audit.path)
+    except AuditError as exc:
+        print(f"guard: {exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def bind_or_report(host: str, port: int) -> socket.socket | None:

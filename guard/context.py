@@ -99,6 +99,9 @@ class RequestRecord:
     """Client requests: the circuit breaker's admission (:class:`guard.limits.Ticket`), if any."""
     trace: MessageTrace = NO_TRACE
     """Client requests: the request's trace, ended when the client gets its answer (:mod:`guard.tracing`)."""
+    audit_id: str | None = None
+    """Client requests: ``event.id`` of the request's write-ahead audit record; the outcome's
+    record refers to it (``guard.request.event_id``)."""
 
 
 class Action(enum.Enum):

@@ -37,7 +37,7 @@ from guard.errors import InvalidRequest, ProtocolError, UpstreamClosed, Upstream
 from guard.jsonrpc import ErrorCode, Kind, Message, RequestId, error_response, notification, parse, serialize
 from guard.limits import CircuitBreaker, Outcome, RateLimit
 from guard.pipeline import Pipeline
-from guard.session import InFlightLimitExceeded, Session
+from guard.session import TOO_MANY_IN_FLIGHT, InFlightLimitExceeded, Session
 from guard.tracing import NO_TRACER, MessageTrace, Tracer
 from guard.transports.base import Upstream
 
@@ -98,6 +98,10 @@ SHUTDOWN_ERROR: tuple[int, str, str] = (ErrorCode.SHUTTING_DOWN, "Server shuttin
 EXPIRED_ERROR: tuple[int, str, str] = (ErrorCode.UNAUTHENTICATED, "Unauthenticated: token expired", "expired")
 """What a request still pending when the session's token expires is answered with."""
 INTERNAL_ERROR_REASON = "internal_error"
+UNMATCHED_RESPONSE = "unmatched_response"
+"""Audit reason of a response that answers no pending request of the session (dropped)."""
+REQUEST_CANCELLED = "request_cancelled"
+"""Audit reason of an upstream's late answer to a request the client cancelled (dropped)."""
 
 
 class Relay:
@@ -252,6 +256,23 @@ class Relay:
                 continue
             await self._from_client(message)
 
+    async def _record_refusal(self, direction: Direction, message: Message, method: str | None,
+                              target: str | None, code: int, text: str, reason: str,
+                              request: RequestRecord | None = None) -> None:
+        """Record a message refused before the stages ran (issue 15: no refusal without a record).
+
+        The stages that do not see rejections are skipped; audit records a ``deny`` with
+        stage ``session`` and ``reason`` (``duplicate_id``, ``too_many_in_flight``,
+        ``unmatched_response``, ``request_cancelled``). Whatever happens here, the message
+        stays refused.
+        """
+        ctx = MessageContext(self._session.info, direction, message, method, target, request)
+        ctx.verdict = Verdict.reject(code, text, {"reason": reason}, stage="session")
+        try:
+            await self._pipeline.run(ctx)
+        except Exception:
+            log.exception("session %s: recording a refusal failed", self._session.info.id)
+
     async def _protocol_error(self, code: int, reason: str) -> None:
         """Frames refused before they become messages still leave an audit trail (e.g. batch smuggling)."""
         info = self._session.info
@@ -281,11 +302,15 @@ class Relay:
         try:
             record = self._session.open_client_request(request_id, method, target, message.params)
         except InFlightLimitExceeded as exc:
+            await self._record_refusal(Direction.CLIENT_TO_SERVER, message, method, target,
+                                       ErrorCode.TOO_MANY_REQUESTS_IN_FLIGHT, str(exc), TOO_MANY_IN_FLIGHT)
             await self._emit(error_response(request_id, ErrorCode.TOO_MANY_REQUESTS_IN_FLIGHT, str(exc),
                                             {"reason": "too_many_in_flight"}))
             trace.finish("too_many_in_flight")
             return
         except InvalidRequest as exc:
+            await self._record_refusal(Direction.CLIENT_TO_SERVER, message, method, target, exc.code, str(exc),
+                                       exc.reason or "invalid_request")
             await self._emit(error_response(request_id, exc.code, str(exc)))
             trace.finish("invalid_request")
             return
@@ -315,11 +340,11 @@ class Relay:
             await self._maybe_close(verdict)
             return
         if self._upstream_dead:
-            # Raced with the upstream's death: answer here, never silently.
+            # Raced with the upstream's death: answer here, never silently (and audited).
             self._release(record, Outcome.NEUTRAL)
             self._session.close_client_request(record.id)
-            await self._emit(error_response(record.id, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable"))
-            record.trace.finish("upstream_unavailable")
+            await self._answer_locally(record, ErrorCode.UPSTREAM_UNAVAILABLE, "Upstream unavailable",
+                                       "upstream_closed")
             return
         record.params = ctx.message.params
         self._arm_timeout(record)
@@ -439,6 +464,8 @@ class Relay:
         if record is None:
             log.warning("session %s: dropped a client response that answers no pending server request",
                         self._session.info.id)
+            await self._record_refusal(Direction.CLIENT_TO_SERVER, message, None, None, ErrorCode.INVALID_REQUEST,
+                                       "Unmatched response", UNMATCHED_RESPONSE)
             trace.finish("dropped")
             return
         ctx = MessageContext(self._session.info, Direction.CLIENT_TO_SERVER, message, record.method, None, record,
@@ -531,6 +558,8 @@ class Relay:
         try:
             record = self._session.open_server_request(request_id, method, message.params)
         except InvalidRequest as exc:
+            await self._record_refusal(Direction.SERVER_TO_CLIENT, message, method, None, exc.code, str(exc),
+                                       exc.reason or "invalid_request")
             await self._to_upstream(error_response(request_id, exc.code, str(exc)))
             return
         try:
@@ -564,10 +593,15 @@ class Relay:
         if record is None:
             log.warning("session %s: dropped an upstream response that answers no pending request",
                         self._session.info.id)
+            await self._record_refusal(Direction.SERVER_TO_CLIENT, message, None, None, ErrorCode.INVALID_REQUEST,
+                                       "Unmatched response", UNMATCHED_RESPONSE)
             return
         self._disarm_timeout(record.id)
         if record.cancelled:
             log.info("session %s: dropped the upstream's late answer to a cancelled request", self._session.info.id)
+            await self._record_refusal(Direction.SERVER_TO_CLIENT, _with_id(message, record.id), record.method,
+                                       record.target, ErrorCode.INVALID_REQUEST, "Request cancelled",
+                                       REQUEST_CANCELLED, record)
             return
         record.trace.upstream_end(_outcome(message))
         self._release(record, Outcome.FAILURE if _transport_failure(message) else Outcome.SUCCESS)

@@ -468,7 +468,10 @@ def listening_socket(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
+    # Not inheritable: uvicorn's event loop (uvloop) spawns stdio upstreams without closing
+    # inheritable descriptors, and an upstream holding guard's listening socket could accept
+    # guard's clients itself (and keeps the port open after guard dies).
+    sock.set_inheritable(False)
     return sock
 
 

@@ -39,6 +39,11 @@ from guard.context import Direction, RequestRecord, SessionInfo
 from guard.errors import InvalidRequest
 from guard.jsonrpc import RequestId, id_key
 
+DUPLICATE_ID = "duplicate_id"
+"""Audit reason of a request refused because its id is already pending (``ProtocolError.reason``)."""
+TOO_MANY_IN_FLIGHT = "too_many_in_flight"
+"""Audit reason of a request refused past ``max_in_flight``."""
+
 
 class InFlightLimitExceeded(InvalidRequest):
     """The connection already has ``max_in_flight`` requests awaiting an answer."""
@@ -81,9 +86,11 @@ class Session:
         """
         key = id_key(request_id)
         if key in self._client_pending:
-            raise InvalidRequest("Invalid Request: id is already in use by a pending request", request_id)
+            raise InvalidRequest("Invalid Request: id is already in use by a pending request", request_id,
+                                 reason=DUPLICATE_ID)
         if len(self._client_pending) >= self.max_in_flight:
-            raise InFlightLimitExceeded("Too many requests in flight on this connection", request_id)
+            raise InFlightLimitExceeded("Too many requests in flight on this connection", request_id,
+                                        reason=TOO_MANY_IN_FLIGHT)
         self._next_upstream_id += 1
         record = RequestRecord(
             id=request_id,
@@ -216,9 +223,11 @@ class Session:
     ) -> RequestRecord:
         key = id_key(request_id)
         if key in self._server_pending:
-            raise InvalidRequest("Invalid Request: id is already in use by a pending request", request_id)
+            raise InvalidRequest("Invalid Request: id is already in use by a pending request", request_id,
+                                 reason=DUPLICATE_ID)
         if len(self._server_pending) >= self.max_in_flight:
-            raise InFlightLimitExceeded("Too many requests in flight on this connection", request_id)
+            raise InFlightLimitExceeded("Too many requests in flight on this connection", request_id,
+                                        reason=TOO_MANY_IN_FLIGHT)
         record = RequestRecord(
             id=request_id,
             method=method,

@@ -7,8 +7,14 @@ forwards SIGTERM to every worker (each drains gracefully) and exits 0 once they 
 Audit integrity: every worker writes its **own hash chain** — with ``N > 1`` the audit
 ``path`` (and ``checkpoint_path``) gain a ``.worker-<i>`` suffix before the extension, so
 ``audit/guard-audit.jsonl`` becomes ``audit/guard-audit.worker-0.jsonl``,
-``…worker-1.jsonl``, … Verify each chain: ``guard audit verify audit/guard-audit.worker-0*``.
+``…worker-1.jsonl``, … ``guard audit verify audit/`` verifies each chain on its own
+(:mod:`guard.audit.fleet`).
 Rate limits and connection caps are per worker.
+
+One writer per chain (:mod:`guard.audit.lock`): the supervisor holds every worker file's
+lock from before it binds the port until it exits, and hands each worker a descriptor of
+its lock, so a second guard with the same audit path is refused at once, and a restarted
+worker continues its own chain.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
+from guard.audit.lock import SharedLock, hold, share
 from guard.config import Settings
 
 log = logging.getLogger("guard.workers")
@@ -47,12 +54,16 @@ def for_worker(settings: Settings, index: int, workers: int) -> Settings:
     return replace(settings, audit=audit)
 
 
-def _worker_main(settings: Settings, index: int, workers: int, sock: socket.socket) -> None:
+def _worker_main(settings: Settings, index: int, workers: int, sock: socket.socket,
+                 audit_lock: SharedLock | None = None) -> None:
     from guard import logs
     from guard.runtime import build_runtime
     from guard.server import serve
 
     logs.configure(settings.server.log_level)
+    sock.set_inheritable(False)  # never handed on to stdio upstreams (see guard.server.listening_socket)
+    if audit_lock is not None:
+        audit_lock.adopt()
     serve(build_runtime(for_worker(settings, index, workers)), sockets=[sock])
 
 
@@ -62,13 +73,15 @@ def bind(settings: Settings) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.server.host, settings.server.port))
     sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    return sock  # reaches each worker through multiprocessing (DupFd), no inheritance needed
 
 
 def supervise(settings: Settings, workers: int) -> int:
     """Run ``workers`` guard processes until SIGTERM/SIGINT; returns the exit status."""
     context = multiprocessing.get_context("spawn")
+    if settings.audit.enabled:  # before binding: a second guard on these chains stops here
+        for index in range(workers):
+            hold(for_worker(settings, index, workers).audit.path)
     sock = bind(settings)
     stopping = False
 
@@ -80,7 +93,9 @@ def supervise(settings: Settings, workers: int) -> int:
     signal.signal(signal.SIGINT, stop)
 
     def start(index: int) -> BaseProcess:
-        proc = context.Process(target=_worker_main, args=(settings, index, workers, sock), name=f"guard-worker-{index}")
+        audit_lock = share(for_worker(settings, index, workers).audit.path) if settings.audit.enabled else None
+        proc = context.Process(target=_worker_main, args=(settings, index, workers, sock, audit_lock),
+                               name=f"guard-worker-{index}")
         proc.start()
         log.info("worker %d started (pid %s)", index, proc.pid)
         return proc

@@ -2,7 +2,10 @@
 
 Exit codes of ``verify`` (distinct from argparse's 2 for usage errors):
 0 intact, 3 unverifiable (missing key/files, nothing signed), 4 intact up to a torn
-final line (guard stopped mid-write), 5 tampered. ``query``, ``report`` and
+final line (guard stopped mid-write), 5 tampered, 6 intact but requests in flight at crash
+(forwarded, outcome never recorded: guard was killed, or is still running). Precedence when
+several apply: 5, 3, 6, 4. Several chains (``--workers``, a fleet of replicas: one chain per
+replica, worker and log path) are verified each on its own; the worst status wins. ``query``, ``report`` and
 ``keygen`` exit 0 on success, 1 when files cannot be read or written, 2 on usage.
 """
 
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from guard.audit import query, report
-from guard.audit.verify import verify
+from guard.audit.fleet import verify_fleet
 from guard.crypto.signing import KeyFileError, VerifyKey, generate_signing_key, load_verify_key
 
 EXIT_ERROR = 1
@@ -64,7 +67,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if isinstance(sources, int):
         return sources
     paths, checkpoints, keys = sources
-    result = verify(paths, keys=keys, checkpoint_files=checkpoints)
+    result = verify_fleet(paths, keys=keys, checkpoint_files=checkpoints)
     if args.format == "json":
         import orjson
 
@@ -99,7 +102,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     records = query.select(sources[0], filters)
     if args.limit is not None:
         records = itertools.islice(records, max(0, args.limit))
-    lines = query.format_json(records) if args.format == "json" else query.format_table(records)
+    formats = {"json": query.format_json, "csv": query.format_csv, "table": query.format_table}
+    lines = formats[args.format](records)
     try:
         for line in lines:
             print(line)
@@ -119,7 +123,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return window
     paths, checkpoints, keys = sources
     document = report.render(paths, since=window[0], until=window[1], keys=keys, checkpoint_files=checkpoints,
-                             now=now, title=args.title)
+                             now=now, title=args.title, subject=args.subject, server=args.server)
     try:
         Path(args.out).write_text(document, encoding="utf-8")
     except OSError as exc:
@@ -165,7 +169,7 @@ def register(subparsers: Any) -> None:
     audit = subparsers.add_parser("audit", help="verify, query and report on the tamper-evident audit log")
     sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("verify", help="check hash chain and signed checkpoints (exit 0/3/4/5)",
+    p = sub.add_parser("verify", help="check hash chain and signed checkpoints (exit 0/3/4/5/6)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common(p)
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -182,7 +186,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--entity-type", dest="entity_type", help="PII entity type, e.g. EMAIL_ADDRESS")
     p.add_argument("--all", action="store_true", help="include the writer's own records (headers, checkpoints)")
     p.add_argument("--limit", type=int, help="print at most this many records")
-    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="csv: one row per record, RFC 4180, header first (for spreadsheets)")
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("report", help="write a self-contained HTML report")
@@ -191,6 +196,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--since", help="RFC 3339 time, date, or age like 7d")
     p.add_argument("--until", help="RFC 3339 time, date, or age (exclusive)")
     p.add_argument("--title", default="guard audit report")
+    p.add_argument("--subject", help="only this subject's records (user.name, wildcards allowed)")
+    p.add_argument("--server", help="only this upstream server's records (wildcards allowed)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("keygen", help="generate an Ed25519 checkpoint signing key")

@@ -8,11 +8,19 @@ hashes and writes it (:mod:`guard.audit.sink`). So audit never blocks the loop o
 its throughput grows with load, and queued records are bytes the garbage collector
 does not have to traverse.
 
+One writer per file: :meth:`AuditLog.start` takes the file's exclusive lock
+(:mod:`guard.audit.lock`) before the sink scans, rotates or writes anything, and
+:meth:`AuditLog.aclose` leaves it.
+
 Durability contract:
 
 * ``append(record, durable=True)`` returns only after the record reached the OS
   (and ``fsync`` when the policy says so). The audit stage uses it for every
   rejection, so a denial is on disk before the client hears about it.
+* ``append(record, durable=True, fsync=..., group=...)`` is the write-ahead of an
+  allowed client request (``[audit] durability``): returns once the record reached the
+  OS, ``fsync``ed or not, after waiting at most ``group`` seconds for others to share
+  the write (group commit).
 * other records are written as soon as the writer gets to them, gathered for at most
   ``batch_delay`` (10 ms) first: every hand-over to the file thread costs CPU (measured
   ~57 us per round trip on a 2-core VM), so at moderate rates one hand-over per record
@@ -40,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from guard.audit import canonical, schema
+from guard.audit import canonical, lock, schema
 from guard.audit.schema import Clock, IdFactory
 from guard.audit.sink import FileSink, SinkConfig, SinkWriteError
 from guard.errors import AuditError
@@ -65,6 +73,10 @@ class _Entry:
     record: dict[str, Any] | bytes
     """The record's template bytes (or the dict, see :func:`_queued`); empty for a flush marker."""
     done: asyncio.Future[None] | None = None
+    sync: bool = False
+    """``fsync`` the batch holding this record before ``done`` resolves."""
+    group: float = 0.0
+    """Seconds the writer may wait to gather more records before writing this durable one."""
 
 
 def _queued(record: dict[str, Any]) -> dict[str, Any] | bytes:
@@ -106,6 +118,8 @@ class AuditLog:
         self._batch_delay = batch_delay
         self._gathering: asyncio.Future[None] | None = None
         """Set while the writer gathers a batch; resolving it ends the wait."""
+        self._urgent: float | None = None
+        """The shortest wait a queued durable record allows (0: write at once), until the next batch."""
         self._retry_interval = retry_interval
         self._now = now
         self._mono = monotonic
@@ -118,6 +132,7 @@ class AuditLog:
         self._started = False
         self._start_failed_at: float | None = None
         self._closed = False
+        self._locked = False
         self._failed = False
         self._dead = False
         self.lost = 0
@@ -142,8 +157,11 @@ class AuditLog:
             key = load_signing_key(settings.signing_key)
         except KeyFileError as exc:
             raise ConfigError([f"audit.signing_key: {exc}"]) from exc
+        from guard.audit.settings import replica_id
+
         config = SinkConfig(
             path=settings.path, key=key, checkpoint_path=settings.checkpoint_path, fsync=settings.fsync,
+            replica=replica_id(settings.replica),
             rotate_bytes=settings.rotate_bytes, rotate_interval=settings.rotate_interval,
             checkpoint_every=settings.checkpoint_every, checkpoint_interval=settings.checkpoint_interval,
         )
@@ -162,6 +180,9 @@ class AuditLog:
                 raise AuditUnavailable("audit log is closed")
             if self._start_failed_at is not None and self._mono() - self._start_failed_at < self._retry_interval:
                 raise AuditUnavailable("audit log could not be opened")  # retry at most every retry_interval
+            if not self._locked:
+                lock.hold(self.sink.config.path)  # one writer per file, before the file is touched
+                self._locked = True
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-audit")
             try:
                 await self._run(self.sink.open, "start")
@@ -180,6 +201,14 @@ class AuditLog:
         if self._closed:
             return
         self._closed = True
+        try:
+            await self._close_started()
+        finally:
+            if self._locked:
+                self._locked = False
+                lock.release(self.sink.config.path)
+
+    async def _close_started(self) -> None:
         if not self._started:
             return
         if self._task is not None and not self._task.done():
@@ -206,8 +235,14 @@ class AuditLog:
         """False while the sink is failing (records are being held in memory) or after close."""
         return not (self._failed or self._dead or self._closed)
 
-    async def append(self, record: dict[str, Any], *, durable: bool = False) -> None:
+    async def append(self, record: dict[str, Any], *, durable: bool = False, fsync: bool | None = None,
+                     group: float = 0.0) -> None:
         """Queue a record; with ``durable`` wait until it reached the OS.
+
+        A durable record is ``fsync``ed when ``fsync`` says so (default: unless the sink's
+        ``fsync`` policy is ``off``). ``group`` (seconds) lets the writer wait that long for
+        more records to share the write and the ``fsync`` (group commit); otherwise a durable
+        record ends any wait at once.
 
         Raises :class:`AuditUnavailable` while the sink is failing or after close; the
         caller then decides (fail closed, or :meth:`keep` the record and continue).
@@ -216,12 +251,19 @@ class AuditLog:
             await self.start()
         if not self.healthy:
             raise AuditUnavailable("audit log unavailable")
+        self._stamp(record)
         done: asyncio.Future[None] | None = None
+        sync = False
         if durable:
             done = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Entry(_queued(record), done))
-        if done is not None or self._queue.qsize() >= self._max_batch:
+            sync = self.sink.config.fsync != "off" if fsync is None else fsync
+        await self._queue.put(_Entry(_queued(record), done, sync, group if durable else 0.0))
+        if done is not None:
+            self._urgent = group if self._urgent is None else min(self._urgent, group)
+        if self._queue.qsize() >= self._max_batch or (done is not None and group <= 0):
             self._stop_gathering()
+        elif done is not None and self._gathering is not None:
+            asyncio.get_running_loop().call_later(group, self._stop_gathering)  # no longer than the group wait
         if done is not None:
             await done
 
@@ -230,7 +272,14 @@ class AuditLog:
         if self._closed or self._dead or len(self._pending) >= self.queue_size:
             self._count_lost(1)
         else:
+            self._stamp(record)
             self._pending.append(_Entry(_queued(record)))
+
+    def _stamp(self, record: dict[str, Any]) -> None:
+        replica = self.sink.config.replica
+        guard = record.get("guard")
+        if replica and isinstance(guard, dict):
+            guard["replica"] = replica
 
     async def checkpoint(self) -> None:
         """Write a checkpoint now (if any record is uncovered); for tests and operators."""
@@ -249,11 +298,11 @@ class AuditLog:
         if self._gathering is not None and not self._gathering.done():
             self._gathering.set_result(None)
 
-    async def _gather(self) -> None:
-        """Let records accumulate for up to ``batch_delay`` (see the module docstring)."""
+    async def _gather(self, delay: float) -> None:
+        """Let records accumulate for up to ``delay`` (see the module docstring)."""
         loop = asyncio.get_running_loop()
         self._gathering = loop.create_future()
-        timer = loop.call_later(self._batch_delay, self._stop_gathering)
+        timer = loop.call_later(delay, self._stop_gathering)
         try:
             await self._gathering
         finally:
@@ -280,8 +329,12 @@ class AuditLog:
                     continue
                 if entry is _STOP:
                     return
-                if entry.done is None and self._batch_delay > 0 and self._queue.qsize() < self._max_batch:
-                    await self._gather()
+                delay = self._batch_delay if entry.done is None else entry.group
+                if self._urgent is not None:  # a durable record waits behind this one
+                    delay = min(delay, self._urgent)
+                if delay > 0 and self._queue.qsize() < self._max_batch:
+                    await self._gather(delay)
+                self._urgent = None
                 batch = [entry]
                 while len(batch) < self._max_batch:
                     try:
@@ -320,7 +373,7 @@ class AuditLog:
         entries = [e for e in batch if e.record]
         try:
             if entries:
-                sync = any(e.done is not None for e in entries)
+                sync = any(e.sync for e in entries)
                 await self._run(functools.partial(self.sink.write, [e.record for e in entries], sync=sync))
         except SinkWriteError as exc:
             self._on_failure(exc, entries[: exc.written], entries[exc.written:])
@@ -402,7 +455,7 @@ class AuditLog:
             held = [self._pending[i] for i in range(min(len(self._pending), self._max_batch))]
             batch.extend(e.record for e in held)
             try:
-                await self._run(functools.partial(self.sink.write, batch, sync=True))
+                await self._run(functools.partial(self.sink.write, batch, sync=self.sink.config.fsync != "off"))
             except SinkWriteError as exc:
                 done = max(0, exc.written - (1 if self.lost else 0))
                 if exc.written and self.lost:

@@ -147,6 +147,47 @@ def format_table(records: Iterable[dict[str, Any]]) -> Iterator[str]:
         yield "  ".join(_cell(v, w).ljust(w) for v, w in zip(row(record), _WIDTHS, strict=True)).rstrip()
 
 
+CSV_COLUMNS = ("time", "outcome", "action", "subject", "server", "method", "target", "decision", "stage",
+               "reason", "pii", "session", "replica", "event_id", "seq")
+
+
+def csv_row(record: dict[str, Any]) -> tuple[str, ...]:
+    """The CSV columns of one record (``CSV_COLUMNS``)."""
+    allowed = get(record, "guard.decision.allowed")
+    decision = "deny" if allowed is False or is_denied(record) else ("allow" if allowed is True else "")
+    pii = get(record, "guard.pii.entity_types")
+    seq = get(record, "guard.chain.seq")
+    values = (
+        record.get("@timestamp"), get(record, "event.outcome"), get(record, "event.action"), get(record, "user.name"),
+        get(record, "service.target.name"), get(record, "guard.rpc.method"), get(record, "guard.target.name"),
+        decision, get(record, "guard.decision.stage") or get(record, "guard.verdict.stage"),
+        get(record, "guard.decision.reason") or get(record, "event.reason") or get(record, "guard.upstream.outcome"),
+        ";".join(str(p) for p in pii) if isinstance(pii, list) else "", get(record, "guard.session.id"),
+        get(record, "guard.replica"), get(record, "event.id"), seq,
+    )
+    return tuple(_csv_safe("" if v is None else str(v)) for v in values)
+
+
+def _csv_safe(value: str) -> str:
+    """Neutralize spreadsheet formulas (CSV injection: a target name like ``=HYPERLINK(...)``)."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+def format_csv(records: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """RFC 4180 lines, header first (without the line terminator)."""
+    import csv
+    import io
+    import itertools
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="")
+    for row_values in itertools.chain((CSV_COLUMNS,), (csv_row(r) for r in records)):
+        writer.writerow(row_values)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+
+
 def format_json(records: Iterable[dict[str, Any]]) -> Iterator[str]:
     """The matching records as JSON Lines (as stored, keys sorted)."""
     for record in records:

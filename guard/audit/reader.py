@@ -1,7 +1,7 @@
 """Reading audit files: expand paths, stream lines, order files along the chain. Read-only.
 
 Shared by ``verify``, ``query`` and ``report``. Files are given in any order, as
-paths, directories (every ``*.jsonl`` inside) or glob patterns; log files are put in
+paths, directories (every ``*.jsonl`` inside, subdirectories included) or glob patterns; log files are put in
 chain order by the sequence number of their first record, and checkpoint files
 (lines ``{"guard_checkpoint": ...}``) are told apart by content, not by name.
 """
@@ -29,18 +29,20 @@ class FileSet:
     missing: list[str] = field(default_factory=list)
 
 
-def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+def expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """The files ``paths`` name (directories: their ``*.jsonl``; globs), and the names that matched nothing."""
     found: list[Path] = []
     missing: list[str] = []
     for raw in paths:
         text = str(raw)
         path = Path(text)
         if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.is_file() and p.name.endswith(".jsonl")))
+            found.extend(_logs_under(path))
         elif any(ch in text for ch in "*?[") and not path.exists():
-            matches = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())
-            if matches:
-                found.extend(matches)
+            matches = sorted(Path(m) for m in glob.glob(text))
+            hits = [m for m in matches if m.is_file()] + [f for m in matches if m.is_dir() for f in _logs_under(m)]
+            if hits:
+                found.extend(hits)
             else:
                 missing.append(text)
         elif path.is_file():
@@ -49,8 +51,15 @@ def _expand(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
             missing.append(text)
     unique: dict[Path, Path] = {}
     for p in found:
+        if p.name.endswith(".lock"):
+            continue  # a writer's lock file (guard.audit.lock), not a log
         unique.setdefault(p.resolve(), p)
     return list(unique.values()), missing
+
+
+def _logs_under(directory: Path) -> list[Path]:
+    """Every ``*.jsonl`` in ``directory`` and below (a fleet: one directory per replica)."""
+    return sorted(p for p in directory.rglob("*.jsonl") if p.is_file())
 
 
 def first_record(path: Path) -> Any:
@@ -79,7 +88,7 @@ def first_seq(path: Path) -> int | None:
 
 def collect(paths: Iterable[str | Path]) -> FileSet:
     """Expand ``paths`` and sort the files into logs (chain order), checkpoint files and empties."""
-    files, missing = _expand(paths)
+    files, missing = expand(paths)
     out = FileSet(missing=missing)
     keyed: list[tuple[int, int, str, Path]] = []
     for p in files:

@@ -2,10 +2,13 @@
 
 One HTML file with inline CSS and inline SVG charts: no scripts, no external assets
 (a Content-Security-Policy meta tag forbids loading any), so it opens offline, can be
-archived as evidence and renders the same anywhere. Sections: summary, requests and
-denials over time, top subjects, top targets, PII findings by entity type and action,
-top denial reasons, and the integrity status of the files covered (the result of
-``guard audit verify`` over the same files).
+archived as evidence and renders the same anywhere. Sections: summary, integrity per
+chain (the result of ``guard audit verify`` over the same files, with the signing key's
+id and fingerprint and what the status proves and does not), requests and denials over
+time, top subjects, top targets, PII findings by entity type and action, top denial
+reasons, and "who did what" (:mod:`guard.audit.report_sections`): every denial and
+authentication failure, the same per subject and per server (anchored sections), and
+the policy change history.
 
 Every string taken from a record is HTML-escaped.
 """
@@ -22,8 +25,9 @@ from typing import Any
 
 from guard import __version__
 from guard.audit import query
+from guard.audit import report_sections as sections
 from guard.audit.canonical import rfc3339
-from guard.audit.verify import Result, verify
+from guard.audit.fleet import verify_fleet
 from guard.crypto.signing import VerifyKey
 
 ALLOWED_COLOR = "#4c78a8"
@@ -46,6 +50,8 @@ th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #eceff3;vertical-a
 th{color:#5b6472;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:3px 10px;border-radius:12px;font-weight:700;color:#fff}
 .intact{background:#2e8540}.tampered{background:#c0392b}.unverifiable{background:#b7791f}.torn{background:#6b46c1}
+.in_flight{background:#d35400}h3{font-size:15px;margin:18px 0 8px}a{color:#2c5aa0}
+nav{margin:10px 0 0;font-size:13px}nav a{margin-right:12px}
 .legend span{display:inline-block;margin-right:14px;font-size:12px;color:#5b6472}
 .legend i{display:inline-block;width:10px;height:10px;margin-right:5px;border-radius:2px}
 .two{display:grid;grid-template-columns:1fr 1fr;gap:16px}.two section{margin:0}
@@ -73,10 +79,14 @@ class _Stats:
     reasons: Counter[str] = field(default_factory=Counter)
 
 
-def _collect(records: Iterable[dict[str, Any]]) -> _Stats:
+def _collect(records: Iterable[dict[str, Any]], who: sections.WhoDidWhat | None = None) -> _Stats:
     s = _Stats()
     get = query.get
     for rec in records:
+        if who is not None:
+            who.feed(rec)
+        if query.is_internal(rec):
+            continue
         s.records += 1
         when = query.timestamp(rec)
         if when is not None:
@@ -252,30 +262,8 @@ def _pii_table(pii: dict[str, Counter[str]], actions: Sequence[str]) -> str:
     return (f'<table><tr><th>Entity type</th>{head}<th class="n">Total</th></tr>{"".join(body)}</table>')
 
 
-def _integrity(result: Result) -> str:
-    status = result.status
-    first = result.first_bad
-    lines = [f'<p><span class="badge {status}">{status.upper()}</span> '
-             f'&nbsp;{result.records} record(s), {result.checkpoints_valid} valid signed checkpoint(s), '
-             f'last checkpoint covers seq {result.last_checkpoint_seq if result.last_checkpoint_seq else "-"}'
-             "</p>"]
-    if first is not None:
-        lines.append(f"<p><b>First bad record:</b> <span class=\"mono\">{_e(first.where)}</span> "
-                     f"{_e(first.message)}</p>")
-    rows = []
-    for f in result.files:
-        seqs = f"{f.first_seq}&ndash;{f.last_seq}" if f.first_seq is not None else "&ndash;"
-        rows.append(f'<tr><td class="mono">{_e(Path(f.path).name)}</td><td>{_e(f.role)}</td>'
-                    f'<td class="n">{f.records if f.role == "log" else f.checkpoints}</td><td class="n">{seqs}</td>'
-                    f'<td>{"torn final line" if f.torn else ""}</td></tr>')
-    lines.append('<table><tr><th>File</th><th>Kind</th><th class="n">Records / checkpoints</th>'
-                 f'<th class="n">Sequence</th><th>Note</th></tr>{"".join(rows)}</table>')
-    issues = [i for i in result.issues][:50]
-    if issues:
-        items = "".join(f"<li><b>{_e(i.kind)}</b> {_e(i.where) + ': ' if i.where else ''}{_e(i.message)}</li>"
-                        for i in issues)
-        lines.append(f"<ul>{items}</ul>")
-    return "".join(lines)
+def _status_label(status: str) -> str:
+    return "IN FLIGHT AT CRASH" if status == "in_flight" else status.upper()
 
 
 def _top(counter: Counter[str], denied: Counter[str], n: int = 10) -> list[tuple[str, int, int]]:
@@ -284,11 +272,15 @@ def _top(counter: Counter[str], denied: Counter[str], n: int = 10) -> list[tuple
 
 def render(paths: Sequence[str | Path], *, since: float | None = None, until: float | None = None,
            keys: Iterable[VerifyKey] = (), checkpoint_files: Iterable[str | Path] = (),
-           now: float, title: str = "guard audit report") -> str:
-    """The whole report as one HTML document."""
-    filters = query.Filters(since=since, until=until)
-    stats = _collect(query.select(paths, filters))
-    integrity = verify(paths, keys=keys, checkpoint_files=checkpoint_files)
+           now: float, title: str = "guard audit report", subject: str | None = None,
+           server: str | None = None) -> str:
+    """The whole report as one HTML document (``subject``/``server``: only their records, globs allowed)."""
+    keys = list(keys)
+    filters = query.Filters(since=since, until=until, subject=subject, server=server, include_internal=True)
+    who = sections.WhoDidWhat()
+    stats = _collect(query.select(paths, filters), who)
+    fleet = verify_fleet(paths, keys=keys, checkpoint_files=checkpoint_files)
+    scope = " &middot; ".join(f"{k} {_e(v)}" for k, v in (("subject", subject), ("server", server)) if v)
     actions = sorted({a for c in stats.pii.values() for a in c})
     first = since if since is not None else stats.first
     last = until if until is not None else stats.last
@@ -308,9 +300,13 @@ def render(paths: Sequence[str | Path], *, since: float | None = None, until: fl
 <body><main>
 <h1>{_e(title)}</h1>
 <div class="sub">Period {_e(period_from)} &ndash; {_e(period_to)} (UTC) &middot; generated {_e(rfc3339(now))} by guard
-{_e(__version__)} &middot; {len(integrity.files)} file(s)</div>
+{_e(__version__)} &middot; {sum(len(c.result.files) for c in fleet.chains)} file(s) in {len(fleet.chains)} chain(s)
+{f"&middot; only {scope}" if scope else ""}</div>
+<nav><a href="#integrity">Integrity</a><a href="#denials">Denials</a><a href="#subjects">By subject</a>
+<a href="#servers">By server</a><a href="#policy-history">Policy history</a></nav>
 <div class="cards">{"".join(f'<div class="card"><b>{v}</b><span>{_e(k)}</span></div>' for k, v in cards)}</div>
-<section><h2>Integrity</h2>{_integrity(integrity)}</section>
+<section id="integrity"><h2>Integrity <span class="badge {fleet.status}">{_e(_status_label(fleet.status))}</span></h2>
+{sections.proves_paragraph(fleet)}{sections.keys_section(who, keys)}{sections.chains_section(fleet)}</section>
 <section><h2>Requests and denials over time</h2>{timeline_svg(stats.times, since, until)}</section>
 <div class="two">
 <section><h2>Top subjects</h2>{hbar_svg(_top(stats.subjects, stats.subjects_denied))}</section>
@@ -320,5 +316,9 @@ def render(paths: Sequence[str | Path], *, since: float | None = None, until: fl
 {_pii_table(stats.pii, actions)}</section>
 <section><h2>Top denial reasons</h2>{f'<table><tr><th>Reason</th><th class="n">Count</th></tr>{reasons}</table>'
     if reasons else '<p class="muted">No denials in this period.</p>'}</section>
+{sections.denials_section(who)}
+{sections.subject_view(who)}
+{sections.server_view(who)}
+{sections.policy_section(who)}
 </main></body></html>
 """

@@ -216,6 +216,25 @@ def _outcome_and_types(ctx: MessageContext) -> tuple[str, list[str]]:
     return "success", ["info", "allowed"]
 
 
+def _denial(ctx: MessageContext) -> dict[str, Any]:
+    """``guard.decision`` of a refused message: ``allowed: false``, the refusing stage and reason.
+
+    The reason is the policy's (``default_deny``/``explicit_deny``/``policy_error``) when
+    authorize refused, else the refusing stage's ``data.reason`` (``pii_blocked``,
+    ``rate_limited``, ``duplicate_id``, ...); ``docs/compliance.md`` tables them all.
+    """
+    verdict = ctx.verdict
+    decision = ctx.decision
+    reason: Any = None
+    if decision is not None and not decision.allowed and verdict.stage == "authorize":
+        reason = decision.reason
+    if not isinstance(reason, str) and isinstance(verdict.data, Mapping):
+        reason = verdict.data.get("reason")
+    if not isinstance(reason, str) or not reason:
+        reason = "denied"
+    return {"allowed": False, "reason": text(reason, 128), "stage": text(verdict.stage or "unknown", 64)}
+
+
 def _forwarded_size(ctx: MessageContext) -> int:
     try:
         return len(serialize(ctx.message).encode("utf-8", "surrogatepass"))
@@ -251,13 +270,17 @@ def message_record(ctx: MessageContext, *, now: float, perf: float, event_id: st
         name = ctx.audit_target if ctx.audit_target is not None else ctx.target
         guard["target"] = {"type": _TARGET_TYPES.get(method, "other"), "name": text(name, MAX_TARGET)}
     decision = ctx.decision
-    if decision is not None:
+    verdict = ctx.verdict
+    if verdict.rejected:
+        # Truthful decisions (issue 15): whatever stage refused the message, the record says deny.
+        guard["decision"] = _denial(ctx)
+        record["event"]["reason"] = guard["decision"]["reason"]
+    elif decision is not None:
         guard["decision"] = {"allowed": decision.allowed, "reason": text(decision.reason, 128)}
         record["event"]["reason"] = text(decision.reason)
-        if decision.rule:
-            guard["decision"]["rule"] = text(decision.rule)
-            record["rule"] = {"name": text(decision.rule)}
-    verdict = ctx.verdict
+    if decision is not None and decision.rule and (not verdict.rejected or verdict.stage == "authorize"):
+        guard["decision"]["rule"] = text(decision.rule)
+        record["rule"] = {"name": text(decision.rule)}
     if verdict.rejected:
         reason = verdict.data.get("reason") if isinstance(verdict.data, Mapping) else None
         guard["verdict"] = {"action": "reject", "code": int(verdict.code), "stage": text(verdict.stage or "")}
@@ -276,6 +299,8 @@ def message_record(ctx: MessageContext, *, now: float, perf: float, event_id: st
         guard["pii"] = pii
     if ctx.upstream_outcome is not None:
         guard["upstream"] = {"outcome": text(ctx.upstream_outcome, 64)}
+    if ctx.request is not None and ctx.request.audit_id is not None and message.kind.is_response:
+        guard["request"] = {"event_id": ctx.request.audit_id}  # the write-ahead record this answers
     if message.kind.is_response and ctx.request is not None:
         record["event"]["duration"] = max(0, round((perf - ctx.request.started) * 1e9))
     sizes: dict[str, Any] = {"bytes_received": int(message.raw_size)}
@@ -318,6 +343,9 @@ def event_record(event: Event, *, event_id: str) -> dict[str, Any]:
     guard = record["guard"]
     if event.reason:
         record["event"]["reason"] = text(event.reason)
+    if event.kind in (EventKind.AUTH_FAILURE, EventKind.PROTOCOL_ERROR):
+        stage = "authenticate" if event.kind is EventKind.AUTH_FAILURE else "protocol"
+        guard["decision"] = {"allowed": False, "reason": text(event.reason or "unknown", 128), "stage": stage}
     if event.kind is EventKind.AUTH_FAILURE:
         guard["auth"] = {"reason": text(event.reason or "unknown", 128)}
         if event.code is not None:

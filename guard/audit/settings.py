@@ -17,10 +17,12 @@ from guard import configtools as ct
 
 FsyncPolicy = Literal["off", "denials", "always"]
 FailurePolicy = Literal["close", "open"]
+Durability = Literal["always", "group", "off"]
 
 _KEYS = {
     "enabled", "path", "signing_key", "checkpoint_path", "checkpoint_every", "checkpoint_interval",
     "rotate_bytes", "rotate_interval", "fsync", "queue_size", "on_failure", "retry_interval",
+    "durability", "group_commit_ms", "replica",
 }
 
 
@@ -57,6 +59,18 @@ class AuditSettings:
     messages flow, records are held in memory (bounded) and counted as lost beyond that."""
     retry_interval: float = 1.0
     """Seconds between attempts to reopen a failed sink."""
+    durability: Durability = "always"
+    """Write-ahead of allowed client requests: a request's record is written to the log file
+    (in chain order) *before* the request is forwarded upstream. ``always``: and ``fsync``ed
+    before forwarding (no added wait: concurrent requests share an ``fsync``); ``group``: wait up
+    to ``group_commit_ms`` to gather more requests into one ``fsync``; ``off``: handed to the OS
+    (survives guard being killed, not a power loss). Measured costs: docs/compliance.md."""
+    group_commit_ms: float = 2.0
+    """``durability = "group"``: longest wait for a group commit, in milliseconds."""
+    replica: str = ""
+    """This guard's replica id, in every record (``guard.replica``) and file header, so a
+    fleet's chains stay apart in a SIEM and in ``guard audit verify|report``. Empty: the
+    environment variable ``GUARD_REPLICA``, else the host name (the pod name on Kubernetes)."""
 
 
 def parse_audit(raw: Mapping[str, Any], problems: ct.Problems, base_dir: Path,
@@ -106,4 +120,16 @@ def parse_audit(raw: Mapping[str, Any], problems: ct.Problems, base_dir: Path,
         on_failure=cast(FailurePolicy, ct.choice(raw, "on_failure", ("close", "open"), d.on_failure, path,
                                                  problems)),
         retry_interval=ct.positive(raw, "retry_interval", float, d.retry_interval, path, problems),
+        durability=cast(Durability, ct.choice(raw, "durability", ("always", "group", "off"), d.durability, path,
+                                              problems)),
+        group_commit_ms=ct.positive(raw, "group_commit_ms", float, d.group_commit_ms, path, problems),
+        replica=ct.get(raw, "replica", str, d.replica, path, problems),
     )
+
+
+def replica_id(configured: str = "") -> str:
+    """The replica id in force: ``[audit] replica``, else ``$GUARD_REPLICA``, else the host name."""
+    import os
+    import socket
+
+    return (configured or os.environ.get("GUARD_REPLICA", "") or socket.gethostname())[:128]

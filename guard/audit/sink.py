@@ -55,6 +55,8 @@ class SinkConfig:
     rotate_interval: float = 86400.0
     checkpoint_every: int = 1000
     checkpoint_interval: float = 60.0
+    replica: str = ""
+    """Replica id stamped into every record (``guard.replica``) and header; empty: none."""
 
 
 class SinkWriteError(AuditError):
@@ -168,7 +170,8 @@ class FileSink:
 
         A record is a dict or its :func:`~guard.audit.canonical.template` bytes.
 
-        ``sync`` asks for ``fsync`` under the ``denials`` policy. Raises
+        ``sync`` asks for ``fsync`` (the log decides per record: denials under
+        ``fsync = "denials"``, write-ahead requests under ``durability``). Raises
         :class:`SinkWriteError` telling how many records did reach the OS.
         """
         if self._fd is None or self.broken:
@@ -233,6 +236,8 @@ class FileSink:
         if isinstance(record, bytes):
             line = chained(record, seq, tx.head)
         else:
+            if self.config.replica:
+                record.setdefault("guard", {}).setdefault("replica", self.config.replica)
             record.setdefault("guard", {})["chain"] = {"seq": seq, "prev": tx.head}
             try:
                 line = canonical_unchecked(record)
@@ -275,6 +280,7 @@ class FileSink:
         audit: dict[str, Any] = {
             "reason": reason,
             "signing_key_id": self.config.key.key_id,
+            **({"replica": self.config.replica} if self.config.replica else {}),
             "checkpoint_every": self.config.checkpoint_every,
             "checkpoint_interval_ms": int(self.config.checkpoint_interval * 1000),
         }
@@ -357,7 +363,7 @@ class FileSink:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            if self.config.fsync == "always" or (sync and self.config.fsync == "denials"):
+            if sync or self.config.fsync == "always":
                 os.fsync(fd)
         except OSError:
             with contextlib.suppress(OSError):

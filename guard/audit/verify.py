@@ -40,14 +40,17 @@ import orjson
 from guard.audit import checkpoint as cpmod
 from guard.audit import reader, schema
 from guard.audit.canonical import GENESIS, canonical, digest
+from guard.audit.inflight import InFlightTracker
 from guard.crypto.signing import VerifyKey
 
 EXIT_INTACT = 0
 EXIT_UNVERIFIABLE = 3
 EXIT_TORN = 4
 EXIT_TAMPERED = 5
+EXIT_IN_FLIGHT = 6
 
-IssueKind = Literal["tampered", "unverifiable", "torn", "note"]
+IssueKind = Literal["tampered", "unverifiable", "in_flight", "torn", "note"]
+Status = Literal["tampered", "unverifiable", "in_flight", "torn", "intact"]
 _LAST = 1 << 60
 
 
@@ -105,18 +108,26 @@ class Result:
     last_checkpoint_seq: int | None = None
     uncovered: int = 0
 
+    in_flight: int = 0
+    """Write-ahead request records whose outcome was never recorded (:mod:`guard.audit.inflight`)."""
+
     @property
-    def status(self) -> Literal["tampered", "unverifiable", "torn", "intact"]:
+    def status(self) -> Status:
         kinds = {i.kind for i in self.issues}
-        for kind in ("tampered", "unverifiable", "torn"):
-            if kind in kinds:
-                return kind
+        if "tampered" in kinds:
+            return "tampered"
+        if "unverifiable" in kinds:
+            return "unverifiable"
+        if "in_flight" in kinds:
+            return "in_flight"
+        if "torn" in kinds:
+            return "torn"
         return "intact"
 
     @property
     def exit_code(self) -> int:
-        return {"tampered": EXIT_TAMPERED, "unverifiable": EXIT_UNVERIFIABLE, "torn": EXIT_TORN,
-                "intact": EXIT_INTACT}[self.status]
+        return {"tampered": EXIT_TAMPERED, "unverifiable": EXIT_UNVERIFIABLE, "in_flight": EXIT_IN_FLIGHT,
+                "torn": EXIT_TORN, "intact": EXIT_INTACT}[self.status]
 
     @property
     def first_bad(self) -> Issue | None:
@@ -134,12 +145,14 @@ class Result:
             "checkpoints_valid": self.checkpoints_valid,
             "last_checkpoint_seq": self.last_checkpoint_seq,
             "uncovered_records": self.uncovered,
+            "in_flight": self.in_flight,
             "files": [vars(f) for f in self.files],
             "issues": [i.to_json() for i in self.issues],
         }
 
     def render(self) -> str:
-        lines = [f"audit verify: {self.status.upper()}"]
+        status = "IN FLIGHT AT CRASH" if self.status == "in_flight" else self.status.upper()
+        lines = [f"audit verify: {status}"]
         first = self.first_bad
         if first is not None:
             lines.append(f"first bad record: {first.where}: {first.message}")
@@ -183,6 +196,7 @@ class _Walker:
         self.external: list[tuple[int, dict[str, Any], Where]] = []
         self.ext_i = 0
         self.last: _Rec | None = None
+        self.in_flight = InFlightTracker()
 
     def add(self, kind: IssueKind, message: str, rec: _Rec | None = None, precise: bool = True) -> None:
         self.result.issues.append(
@@ -234,6 +248,7 @@ class _Walker:
             self.first_unanchored = rec
         self._link(rec, seq, prev)
         self._semantics(rec, obj, number)
+        self.in_flight.feed(obj, rec.where, rec.order)
         self._external_at(seq, actual, rec)
         self.head = actual
         self.expected = seq + 1
@@ -470,6 +485,12 @@ def verify(paths: Iterable[str | Path], *, keys: Iterable[VerifyKey] = (),
                 "the records before it are checked", torn["rec"].where, torn["rec"].order))
     walker.finish_chain()
     walker.finish_external()
+    for pending in walker.in_flight.unresolved():
+        result.in_flight += 1
+        result.issues.append(Issue(
+            "in_flight", f"{pending.method} request was forwarded but its outcome was never recorded: in flight "
+            "at crash (guard stopped without closing the session), or still in flight if guard is running",
+            pending.where, pending.order))
     if not files.logs:
         result.issues.append(Issue("unverifiable", "no audit records found"))
     for key_id, n in sorted(walker.unknown_keys.items()):

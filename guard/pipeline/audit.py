@@ -3,8 +3,13 @@
 Runs last in both directions and with ``sees_rejections = True``, so it records every
 outcome, including rejections by earlier stages (``ctx.verdict``). A rejection's
 record is *durable* before the stage returns: the relay sends the denial only after
-the record reached the OS (and fsync per ``audit.fsync``). Other records are queued
-and written by the log's writer within a bounded delay.
+the record reached the OS (and fsync per ``audit.fsync``). So is an allowed client
+request's record (write-ahead, issue 15): the relay forwards the request only after its
+record is in the log file (``fsync`` per ``audit.durability``), so a call the upstream
+executed is never missing from the log, even if guard is killed a moment later; the
+record says ``guard.write_ahead`` and the outcome's record refers to it
+(``guard.request.event_id``). Other records are queued and written by the log's writer
+within a bounded delay.
 
 If the audit log cannot write (disk full, file gone), the stage fails closed by
 default (``audit.on_failure = "close"``): messages are rejected with -31008
@@ -23,10 +28,10 @@ from typing import Any
 from guard.audit import schema
 from guard.audit.log import AuditLog, AuditNotPersisted
 from guard.audit.schema import Clock, IdFactory
-from guard.audit.settings import AuditSettings, FailurePolicy
-from guard.context import PROCEED, Event, EventKind, MessageContext, Verdict
+from guard.audit.settings import AuditSettings, Durability, FailurePolicy
+from guard.context import PROCEED, Direction, Event, EventKind, MessageContext, Verdict
 from guard.errors import AuditError
-from guard.jsonrpc import ErrorCode
+from guard.jsonrpc import ErrorCode, Kind
 
 log = logging.getLogger("guard.audit")
 
@@ -45,12 +50,17 @@ class AuditStage:
         audit_log: AuditLog,
         *,
         on_failure: FailurePolicy = "close",
+        durability: Durability = "always",
+        group_commit: float = 0.002,
         now: Clock = time.time,
         perf: Clock = time.perf_counter,
         new_id: IdFactory = schema.new_event_id,
     ) -> None:
         self.log = audit_log
         self.on_failure = on_failure
+        self.durability = durability
+        self._sync_ahead = durability != "off"
+        self._group = group_commit if durability == "group" else 0.0
         self._now = now
         self._perf = perf
         self._new_id = new_id
@@ -62,7 +72,8 @@ class AuditStage:
         Call ``await stage.start()`` at startup so an unusable log path stops guard from
         starting (otherwise the log opens lazily and messages fail closed until it can).
         """
-        return cls(AuditLog.from_settings(settings), on_failure=settings.on_failure)
+        return cls(AuditLog.from_settings(settings), on_failure=settings.on_failure,
+                   durability=settings.durability, group_commit=settings.group_commit_ms / 1000)
 
     async def start(self) -> None:
         """Open the log now (fail fast at startup instead of at the first message)."""
@@ -72,7 +83,13 @@ class AuditStage:
         record = schema.message_record(ctx, now=self._now(), perf=self._perf(), event_id=self._new_id())
         rejected = ctx.verdict.rejected
         try:
-            await self.log.append(record, durable=rejected)
+            if not rejected and ctx.direction is Direction.CLIENT_TO_SERVER and ctx.message.kind is Kind.REQUEST:
+                record["guard"]["write_ahead"] = self.durability
+                if ctx.request is not None:
+                    ctx.request.audit_id = record["event"]["id"]
+                await self.log.append(record, durable=True, fsync=self._sync_ahead, group=self._group)
+            else:
+                await self.log.append(record, durable=rejected)
         except AuditNotPersisted:
             return self._unavailable(ctx, None)
         except AuditError:

@@ -269,6 +269,7 @@ class HttpFront:
         if route is Route.MODERN:
             return await self._modern(request, name, addr, principal, key, message, text, json_ok, sse_ok)
         if route is Route.NO_SESSION:
+            await self._protocol_error(name, addr, ErrorCode.INVALID_REQUEST, "missing_session")
             return json_error(Refusal(400, ErrorCode.INVALID_REQUEST,
                                       "Bad Request: Mcp-Session-Id header is required (send initialize first)",
                                       {"reason": "missing_session"}), message.id)
@@ -276,9 +277,12 @@ class HttpFront:
             return await self._initialize(request, name, addr, principal, key, message, text, json_ok, sse_ok)
         session = self.sessions.find(session_id or "", name, owner_of(principal, key), Mode.SESSION)
         if session is None:
+            await self._protocol_error(name, addr, ErrorCode.INVALID_REQUEST, "unknown_session")
             return _no_session(message.id)
         problem = check_legacy_version(version, session.info.protocol_version)
         if problem is not None:
+            why = problem.data.get("reason") if isinstance(problem.data, dict) else None
+            await self._protocol_error(name, addr, problem.code, why if isinstance(why, str) else "invalid_request")
             return json_error(problem, message.id)
         session.info.principal = principal
         return await self._relay(request, session.client, message, text, json_ok=json_ok, sse_ok=sse_ok)

@@ -79,7 +79,9 @@ def call_ctx(tool: str = "lookup", *, allowed: bool = True, subject: str = "alic
     """A c2s tools/call context after authorize (denied contexts carry the reject verdict)."""
     message = request(rid, "tools/call", {"name": tool, "arguments": arguments or {"q": PII_VALUE}})
     ctx = MessageContext(session=session(subject), direction=Direction.CLIENT_TO_SERVER, message=message,
-                         method="tools/call", target=tool, received_at=10.0)
+                         method="tools/call", target=tool, received_at=10.0,
+                         request=RequestRecord(rid, "tools/call", tool, Direction.CLIENT_TO_SERVER, 10.0,
+                                               {"name": tool}, upstream_id=rid + 1))
     ctx.decision = Decision(allowed, "policy_allow" if allowed else "policy_deny",
                             "p, analyst, crm, lookup" if allowed else None)
     if not allowed:
@@ -89,15 +91,15 @@ def call_ctx(tool: str = "lookup", *, allowed: bool = True, subject: str = "alic
 
 
 def result_ctx(tool: str = "lookup", *, findings: list[Finding] | None = None, outcome: str = "ok",
-               started: float = 10.0) -> MessageContext:
+               started: float = 10.0, request: RequestRecord | None = None) -> MessageContext:
     """A s2c result for a tools/call whose text carried PII (already redacted by the pii stage)."""
     payload = {"jsonrpc": "2.0", "id": 1,
                "result": {"content": [{"type": "text", "text": "[REDACTED]"}], "isError": outcome == "is_error"}}
     raw = f'{{"jsonrpc":"2.0","id":1,"result":{{"content":[{{"type":"text","text":"{PII_VALUE}"}}]}}}}'
     ctx = MessageContext(session=session(), direction=Direction.SERVER_TO_CLIENT,
                          message=Message(Kind.RESULT, payload, len(raw)), method="tools/call", target=tool,
-                         request=RequestRecord(1, "tools/call", tool, Direction.CLIENT_TO_SERVER, started,
-                                               {"name": tool, "arguments": {"q": PII_VALUE}}))
+                         request=request or RequestRecord(1, "tools/call", tool, Direction.CLIENT_TO_SERVER, started,
+                                                          {"name": tool, "arguments": {"q": PII_VALUE}}))
     ctx.findings = findings if findings is not None else [
         Finding("EMAIL_ADDRESS", "$.result.content[0].text", "redact", 0.95),
         Finding("EMAIL_ADDRESS", "$.result.content[0].text", "redact", 0.9),
@@ -115,8 +117,11 @@ def write_lines(path: Path, lines: list[bytes]) -> None:
     path.write_bytes(b"".join(lines))
 
 
-async def sample_log(directory: Path, *, hours: int = 6) -> Clock:
-    """A realistic closed log: several subjects and tools, denials, PII findings, auth failures."""
+async def sample_log(directory: Path, *, hours: int = 6, policy_changes: bool = False) -> Clock:
+    """A realistic closed log: several subjects and tools, denials, PII findings, auth failures.
+
+    ``policy_changes``: also two policy reloads (one applied, one rejected) along the way.
+    """
     from guard.context import Event, EventKind
     from guard.pipeline.audit import AuditStage
 
@@ -130,13 +135,21 @@ async def sample_log(directory: Path, *, hours: int = 6) -> Clock:
         subject = subjects[i % len(subjects)]
         tool = tools[(i // len(subjects)) % len(tools)]
         denied = tool == "export_all" and subject != "alice"
-        await stage.process(call_ctx(tool, allowed=not denied, subject=subject, rid=i))
+        call = call_ctx(tool, allowed=not denied, subject=subject, rid=i)
+        await stage.process(call)
         if not denied:
             findings: list[Finding] | None = [] if i % 3 else None
-            await stage.process(result_ctx(tool, findings=findings))
+            await stage.process(result_ctx(tool, findings=findings, request=call.request))
         if i % 17 == 0:
             await stage.on_event(Event(EventKind.AUTH_FAILURE, server="crm", client_addr="10.1.2.3:5000",
                                        reason="token_expired", at=clock()))
+        if policy_changes and i in (5, 9):
+            before, after = ("a" * 64, "b" * 64) if i == 5 else ("b" * 64, "c" * 64)
+            ok = i == 5
+            await stage.on_event(Event(EventKind.POLICY_RELOAD, at=clock(), details={
+                "ok": ok, "digests": {"policy.csv": f"sha256:{after if ok else before}"},
+                "previous_digests": {"policy.csv": f"sha256:{before}"}, "rules": 12,
+                "error": None if ok else "policy.csv line 4: unknown effect 'alow'"}))
         clock.advance(300)
     await stage.aclose()
     return clock

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 
 from guard.audit import query
 from guard.audit.canonical import parse_rfc3339
@@ -53,3 +54,26 @@ async def test_table_and_json_output(tmp_path: Path) -> None:
     assert "export_all" in table[1] and "failure" in table[1]
     lines = list(query.format_json(recs))
     assert [orjson.loads(line)["event"]["id"] for line in lines] == [r["event"]["id"] for r in recs]
+
+
+async def test_query_csv_exports_denials_for_a_spreadsheet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+    import io
+
+    from guard.cli import main
+
+    await sample_log(tmp_path / "log", hours=1)
+    assert main(["audit", "query", str(tmp_path / "log"), "--decision", "deny", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and {r["decision"] for r in rows} == {"deny"}
+    first = rows[0]
+    assert first["action"] == "tools/call" and first["target"] == "export_all" and first["stage"] == "authorize"
+    assert first["reason"] == "policy_deny" and first["subject"] in ("bob", "carol", "dave")
+
+
+def test_csv_cells_cannot_start_a_spreadsheet_formula() -> None:
+    from guard.audit.query import csv_row
+
+    record = {"@timestamp": "t", "guard": {"target": {"name": "=HYPERLINK(\"http://x\")"}}, "user": {"name": "@x"}}
+    row = csv_row(record)
+    assert "'=HYPERLINK(\"http://x\")" in row and "'@x" in row

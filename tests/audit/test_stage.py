@@ -65,9 +65,10 @@ async def test_denial_is_on_disk_before_the_pipeline_returns(tmp_path: Path) -> 
 async def test_every_outcome_is_recorded_and_the_log_verifies(tmp_path: Path) -> None:
     stage = stage_for(tmp_path)
     pipeline = Pipeline([Authorize(), stage])
-    await pipeline.run(call_ctx("lookup"))
+    lookup = call_ctx("lookup")
+    await pipeline.run(lookup)
     await pipeline.run(call_ctx("secret"))
-    await pipeline.run(result_ctx())
+    await pipeline.run(result_ctx(request=lookup.request))  # the outcome of the lookup call
     await pipeline.emit(Event(EventKind.AUTH_FAILURE, server="crm", client_addr="10.0.0.9:4000",
                               reason="token_expired", details={"token": TOKEN_VALUE}))
     await pipeline.aclose()
@@ -97,10 +98,12 @@ async def test_sink_failure_fails_closed_and_the_rejection_is_recorded_later(tmp
         again = await pipeline.run(call_ctx("lookup", rid=3))
         assert again.code == ErrorCode.AUDIT_UNAVAILABLE
     await wait_for(lambda: stage.log.healthy)
-    after = await pipeline.run(call_ctx("lookup", rid=4))
+    last = call_ctx("lookup", rid=4)
+    after = await pipeline.run(last)
     assert not after.rejected
+    await pipeline.emit(Event(EventKind.CLOSE, server="crm", session=last.session, code=1000))  # ends call 4
     await pipeline.aclose()
-    recs = records(tmp_path)
+    recs = [r for r in records(tmp_path) if "rpc" in r["guard"]]
     codes = [(r["guard"]["rpc"]["id"], r["guard"]["verdict"].get("code")) for r in recs]
     assert codes == [("1", -31001), ("2", -31008), ("3", -31008), ("4", None)]
     assert verify([tmp_path], keys=[KEY.public]).status == "intact"
@@ -147,4 +150,5 @@ async def test_log_that_cannot_start_fails_closed_then_writes_what_it_held(tmp_p
     await stage.aclose()
     assert [(r["guard"]["rpc"]["id"], r["guard"]["verdict"].get("code")) for r in records(tmp_path)] == [
         ("1", -31008), ("2", None)]
-    assert verify([tmp_path], keys=[KEY.public]).status == "intact"
+    result = verify([tmp_path], keys=[KEY.public])
+    assert result.status == "in_flight" and result.in_flight == 1  # call 2 never got an outcome here

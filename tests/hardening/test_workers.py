@@ -40,6 +40,11 @@ async def test_two_workers_serve_one_port_with_one_audit_chain_each(tmp_path: Pa
                 return int(reply["id"])
 
         assert sorted(await asyncio.gather(*(one(i) for i in range(20)))) == list(range(20))
+        second = await asyncio.create_subprocess_exec(  # same chains: refused before binding (issue 15)
+            sys.executable, "-m", "guard.cli", "serve", "--config", str(cfg), "--port", str(free_port()),
+            "--workers", "2", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(second.communicate(), 60)
+        assert second.returncode == 1 and b"guard.worker-0.jsonl is in use by pid" in err
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 40) == 0
     files = sorted(p.name for p in (tmp_path / "audit").iterdir())

@@ -15,6 +15,9 @@ Used where a test needs the upstream to misbehave on cue. Any request is answere
 * ``test/raw_result``     answer with ``params.text`` written verbatim as the result (raw JSON text)
 * ``test/invalid_utf8``   answer with a result string holding a byte that is not UTF-8
 * ``test/elicit``         send an ``elicitation/create`` request to the client and never answer the call
+* ``test/elicit_twice``   send two ``elicitation/create`` requests under the same id ``dup`` (an id clash),
+                          then answer the call
+* ``tools/call`` of ``block``: never answered (an executed call whose outcome guard cannot see)
 * ``tools/call`` of ``needs_input`` without ``inputResponses``: a 2026-07-28 ``InputRequiredResult``
   (``requestState: "state-1"``, one elicitation under key ``confirm``); with them, the usual echo
 
@@ -72,6 +75,8 @@ def main():
         if method == "tools/list" and os.environ.get("TOOLS"):
             send({"jsonrpc": "2.0", "id": rid, "result": {"tools": json.loads(os.environ["TOOLS"])}})
             continue
+        if method == "tools/call" and params.get("name") == "block":
+            continue
         if method == "tools/call" and params.get("name") == "needs_input" and "inputResponses" not in params:
             ask = {"method": "elicitation/create",
                    "params": {"message": "sure?", "requestedSchema": {"type": "object"}}}
@@ -82,6 +87,10 @@ def main():
             send({"jsonrpc": "2.0", "id": f"elicit-{rid}", "method": "elicitation/create",
                   "params": {"message": "confirm?", "requestedSchema": {"type": "object"}}})
             continue
+        if method == "test/elicit_twice":
+            for _ in range(2):
+                send({"jsonrpc": "2.0", "id": "dup", "method": "elicitation/create",
+                      "params": {"message": "confirm?", "requestedSchema": {"type": "object"}}})
         if method == "test/notify":
             send({"jsonrpc": "2.0", "method": "notifications/message",
                   "params": {"level": "info", "data": "hello"}})
