@@ -70,6 +70,7 @@ from presidio_analyzer import (
     RecognizerRegistry,
     RecognizerResult,
 )
+from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer, LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
     AbaRoutingRecognizer,
@@ -263,7 +264,8 @@ def _predefined() -> list[EntityRecognizer]:
             rec.global_regex_flags = stock[name].global_regex_flags
         elif name == "PhoneRecognizer":
             rec = PrunedPhoneRecognizer(context=rec.context, supported_language=rec.supported_language,
-                                        supported_regions=rec.supported_regions, leniency=rec.leniency)
+                                        supported_regions=rec.supported_regions, leniency=rec.leniency,
+                                        name_regions=False)  # the Analyzer drops explanations
         out.append(rec)
     return out
 
@@ -349,7 +351,10 @@ class Analyzer:
         # Context-word shortcut (module docstring): only sound when lemmas are lower-cased
         # token text and no recognizer overrides Presidio's recognizer-level enhancement.
         plain = all(type(r).enhance_using_context is EntityRecognizer.enhance_using_context for r in recognizers)
-        self._context_shortcut = plain and not self.nlp_engine.pipeline.pipe_names
+        self._enhancer = self.engine.context_aware_enhancer
+        lemma_substring = (type(self._enhancer) is LemmaContextAwareEnhancer
+                           and self._enhancer.context_matching_mode == "substring")
+        self._context_shortcut = plain and lemma_substring and not self.nlp_engine.pipeline.pipe_names
         self._context_words: dict[str, tuple[str, ...] | None] = {}
         for rec in recognizers:
             words = tuple(w.lower() for w in rec.context or ())
@@ -396,8 +401,10 @@ class Analyzer:
         if not results:
             return []
         ctx = list(context) if context else None
-        if self._context_may_raise(text, results, ctx):
+        if not self._context_shortcut:
             results = self.engine._enhance_using_context(text, results, artifacts, selected, ctx)
+        else:
+            self._enhance(text, results, artifacts, selected, ctx)
         by_id = {rec.id: rec for rec in selected}
         results = [r for r in results if r.score >= self._threshold(r, by_id)]
         results = EntityRecognizer.remove_duplicates(results)
@@ -405,23 +412,57 @@ class Analyzer:
             r.analysis_explanation = None  # type: ignore[assignment]  # as AnalyzerEngine.analyze does
         return results
 
-    def _context_may_raise(self, text: str, results: list[RecognizerResult], ctx: list[str] | None) -> bool:
-        """False only if Presidio's context enhancement would leave every score unchanged."""
-        if not self._context_shortcut:
-            return True
-        haystacks: list[str] | None = None
-        for r in results:
-            rec_id = str((r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_IDENTIFIER_KEY))
-            words = self._context_words.get(rec_id, ())
+    def _enhance(self, text: str, results: list[RecognizerResult], artifacts: NlpArtifacts,
+                 selected: list[EntityRecognizer], ctx: list[str] | None) -> None:
+        """Presidio's context enhancement of ``results``, in place, tokenizing only when needed.
+
+        Equal to ``AnalyzerEngine._enhance_using_context`` under :attr:`_context_shortcut`
+        (plain recognizers, a component-less pipeline, the lemma enhancer in substring mode):
+        the recognizer-level step returns every recognizer's results unchanged and in
+        recognizer order (the order they were found in), and
+        ``LemmaContextAwareEnhancer.enhance_using_context`` decides each result on its own by
+        whether a context word of its recognizer is a substring of a surrounding lemma or of a
+        ``context`` word. Per result:
+
+        * a recognizer without context words: unchanged (Presidio skips it);
+        * an (ASCII) context word inside a lower-cased ``context`` word: raised, whatever the
+          surrounding lemmas (Presidio appends ``context`` to them), without tokenizing. A
+          span of spaces only goes to Presidio instead (its token search may raise there);
+        * no context word in the lower-cased text (every lemma of a component-less pipeline
+          is a lower-cased token, a substring of it) nor in ``context``: unchanged;
+        * otherwise (or non-ASCII context words): Presidio's enhancer decides, on just those
+          results (its ``deepcopy`` then copies only them).
+
+        The score update is Presidio's (add the similarity factor, at least the minimum score
+        with context, at most 1). The results' explanations are not updated (guard drops them).
+        """
+        enhancer = self._enhancer
+        lowered = [c.lower() for c in ctx] if ctx else []
+        text_lower: str | None = None
+        pending: list[int] = []
+        for index, r in enumerate(results):
+            meta = r.recognition_metadata or {}
+            words = self._context_words.get(str(meta.get(RecognizerResult.RECOGNIZER_IDENTIFIER_KEY)), ())
             if words is None:
-                return True  # non-ASCII context words: case mapping may differ per token
-            if not words:
+                pending.append(index)
                 continue
-            if haystacks is None:
-                haystacks = [text.lower(), *(c.lower() for c in ctx or ())]
-            if any(w in h for w in words for h in haystacks):
-                return True
-        return False
+            if not words or meta.get(RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY):
+                continue
+            if any(w in c.lower() for w in words for c in lowered) and text[r.start:r.end].strip(" "):
+                score = r.score + enhancer.context_similarity_factor
+                score = max(score, enhancer.min_score_with_context_similarity)
+                r.score = min(score, ContextAwareEnhancer.MAX_SCORE)
+                continue
+            if text_lower is None:
+                text_lower = text.lower()
+            if any(w in text_lower for w in words) or any(w in c.lower() for w in words for c in lowered):
+                pending.append(index)
+        if pending:
+            enhanced = enhancer.enhance_using_context(
+                text=text, raw_results=[results[i] for i in pending], nlp_artifacts=artifacts,
+                recognizers=selected, context=ctx)
+            for index, result in zip(pending, enhanced, strict=True):
+                results[index] = result
 
     def _threshold(self, result: RecognizerResult, by_id: dict[str, EntityRecognizer]) -> float:
         # Mirrors AnalyzerEngine's per-recognizer score_thresholds resolution.

@@ -63,7 +63,7 @@ path, making the same *attempts* (calls that reach the region) in the same order
 Presidio then re-parses every match of every region to name the number's region in the
 result's explanation, which guard drops; matches of several regions at the same span give
 equal results that ``remove_duplicates`` collapses. The re-parse is therefore done once per
-span.
+span, and not at all with ``name_regions=False`` (the explanation then names the region searched).
 
 The results are Presidio's, built by Presidio's own code, in Presidio's order. The test
 ``tests/pii/test_phone.py`` holds this equal to the stock recognizer on generated
@@ -278,8 +278,12 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
     See the module docstring for why the results equal ``PhoneRecognizer.analyze``.
     """
 
-    def __init__(self, validity: PhoneValidity | None = None, **kwargs: Any) -> None:
+    def __init__(self, validity: PhoneValidity | None = None, name_regions: bool = True, **kwargs: Any) -> None:
         super().__init__(name="PhoneRecognizer", **kwargs)
+        self.name_regions = name_regions
+        """Whether to re-parse each match to name its region in the explanation, as Presidio
+        does. The region appears nowhere else (not in the score, span or entity type), so
+        :class:`guard.pii.engine.Analyzer`, which drops explanations, turns it off."""
         self._min_digits = {region: min_valid_digits(region) for region in self.supported_regions}
         self._international = min_international_digits()
         self._validity = validity or PhoneValidity()
@@ -306,6 +310,9 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
                 if (match.start, match.end) in seen:
                     continue
                 seen.add((match.start, match.end))
+                if not self.name_regions:
+                    results.append(make_result(match, text, region, nlp_artifacts))
+                    continue
                 try:
                     parsed = phonenumbers.parse(text[match.start:match.end])
                     region = phonenumbers.region_code_for_number(parsed)
