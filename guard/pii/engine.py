@@ -85,6 +85,7 @@ from guard.errors import PIIError
 from guard.pii.analysis import context_words as context_words  # re-exported
 from guard.pii.phone import PrunedPhoneRecognizer
 from guard.pii.rules import RecognizerSpec
+from guard.pii.scan.patterns import analyze_patterns, explain, supports
 
 LANGUAGE = "en"
 _FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
@@ -348,6 +349,7 @@ class Analyzer:
             trigger = triggers.setdefault(source, regex.compile(source, _FLAGS))
             self._plan.append((rec, trigger, any_pattern(rec)))
         self._trigger_list = list(triggers.values())
+        self._plain_patterns = {id(rec) for rec in recognizers if supports(rec)}
         # Context-word shortcut (module docstring): only sound when lemmas are lower-cased
         # token text and no recognizer overrides Presidio's recognizer-level enhancement.
         plain = all(type(r).enhance_using_context is EntityRecognizer.enhance_using_context for r in recognizers)
@@ -389,7 +391,10 @@ class Analyzer:
         results: list[RecognizerResult] = []
         rec: Any
         for rec in selected:
-            found = rec.analyze(text=text, entities=self.entities, nlp_artifacts=artifacts)
+            if id(rec) in self._plain_patterns:
+                found = analyze_patterns(rec, text)
+            else:
+                found = rec.analyze(text=text, entities=self.entities, nlp_artifacts=artifacts)
             if not found:
                 continue
             for r in found:
@@ -402,6 +407,7 @@ class Analyzer:
             return []
         ctx = list(context) if context else None
         if not self._context_shortcut:
+            explain(results)
             results = self.engine._enhance_using_context(text, results, artifacts, selected, ctx)
         else:
             self._enhance(text, results, artifacts, selected, ctx)
@@ -458,8 +464,10 @@ class Analyzer:
             if any(w in text_lower for w in words) or any(w in c.lower() for w in words for c in lowered):
                 pending.append(index)
         if pending:
+            raw = [results[i] for i in pending]
+            explain(raw)
             enhanced = enhancer.enhance_using_context(
-                text=text, raw_results=[results[i] for i in pending], nlp_artifacts=artifacts,
+                text=text, raw_results=raw, nlp_artifacts=artifacts,
                 recognizers=selected, context=ctx)
             for index, result in zip(pending, enhanced, strict=True):
                 results[index] = result
