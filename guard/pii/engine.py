@@ -85,7 +85,9 @@ from guard.errors import PIIError
 from guard.pii.analysis import context_words as context_words  # re-exported
 from guard.pii.phone import PrunedPhoneRecognizer
 from guard.pii.rules import RecognizerSpec
+from guard.pii.scan import prefilter
 from guard.pii.scan.patterns import analyze_patterns, explain, supports
+from guard.pii.scan.prefilter import Prefilter
 
 LANGUAGE = "en"
 _FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
@@ -350,6 +352,9 @@ class Analyzer:
             self._plan.append((rec, trigger, any_pattern(rec)))
         self._trigger_list = list(triggers.values())
         self._plain_patterns = {id(rec) for rec in recognizers if supports(rec)}
+        # The Hyperscan pass covers the joined searches of Presidio's predefined recognizers
+        # (reviewed syntax; custom patterns may use ``regex`` extensions PCRE reads otherwise).
+        self._prefilter = prefilter.build([exact if trig is not None else None for _, trig, exact in self._plan])
         # Context-word shortcut (module docstring): only sound when lemmas are lower-cased
         # token text and no recognizer overrides Presidio's recognizer-level enhancement.
         plain = all(type(r).enhance_using_context is EntityRecognizer.enhance_using_context for r in recognizers)
@@ -369,9 +374,38 @@ class Analyzer:
                               default_score_threshold=0)
 
     def _selected(self, text: str) -> list[EntityRecognizer]:
+        prefilter = self._prefilter
+        if prefilter is not None and prefilter.applies(text):
+            return self._prefiltered(text, prefilter)
         hits = {id(t): t.search(text) is not None for t in self._trigger_list}
         return [rec for rec, trig, exact in self._plan
                 if (trig is None or hits[id(trig)]) and (exact is None or exact.search(text) is not None)]
+
+    def _prefiltered(self, text: str, prefilter: Prefilter) -> list[EntityRecognizer]:
+        """:meth:`_selected` with one Hyperscan pass deciding which joined searches can match.
+
+        A covered recognizer is selected iff its joined search matches (its trigger is a
+        superset of that, ``tests/pii/test_properties.py``); the pass only skips searches that
+        cannot match. The others take their trigger and search as before.
+        """
+        candidates = prefilter.candidates(text)
+        covered = prefilter.covered
+        hits: dict[int, bool] = {}
+        out: list[EntityRecognizer] = []
+        for index, (rec, trig, exact) in enumerate(self._plan):
+            if index in covered:
+                if index in candidates and exact.search(text) is not None:
+                    out.append(rec)
+                continue
+            if trig is not None:
+                hit = hits.get(id(trig))
+                if hit is None:
+                    hit = hits[id(trig)] = trig.search(text) is not None
+                if not hit:
+                    continue
+            if exact is None or exact.search(text) is not None:
+                out.append(rec)
+        return out
 
     def may_contain_pii(self, text: str) -> bool:
         """False only if no recognizer can match anything in ``text``."""

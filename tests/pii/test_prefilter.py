@@ -1,0 +1,68 @@
+"""The Hyperscan pass of recognizer selection (``guard/pii/scan/prefilter.py``): it only skips
+joined searches that cannot match, so selection equals the ``regex`` searches alone."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from guard.pii.engine import Analyzer
+from guard.pii.scan.prefilter import Prefilter
+from tests.pii.test_properties import text_strategy
+
+_ANALYZER = Analyzer()
+_PREFILTER = _ANALYZER._prefilter
+_COVERED = [(index, rec.name, exact) for index, (rec, _, exact) in enumerate(_ANALYZER._plan)
+            if _PREFILTER is not None and index in _PREFILTER.covered]
+_SOURCES = [p.regex for rec in _ANALYZER.recognizers for p in getattr(rec, "patterns", None) or []
+            if any(name == rec.name for _, name, _ in _COVERED)]
+_ASCII_TEXT = st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=40)
+_MATCHING = st.sampled_from(_SOURCES).flatmap(
+    lambda source: st.from_regex(re.compile(source, re.IGNORECASE | re.DOTALL | re.MULTILINE)))
+"""Strings with a match of a covered pattern (``re`` reads Presidio's patterns like ``regex``)."""
+
+
+def _regex_only(analyzer: Analyzer, text: str) -> list[str]:
+    hits = {id(t): t.search(text) is not None for t in analyzer._trigger_list}
+    return [rec.name for rec, trig, exact in analyzer._plan
+            if (trig is None or hits[id(trig)]) and (exact is None or exact.search(text) is not None)]
+
+
+def test_the_pass_covers_the_predefined_digit_and_mail_recognizers() -> None:
+    assert _PREFILTER is not None, "hyperscan is a dependency on x86-64 (pyproject.toml)"
+    names = {name for _, name, _ in _COVERED}
+    assert {"CreditCardRecognizer", "DateRecognizer", "EmailRecognizer", "UsSsnRecognizer"} <= names
+    custom = Analyzer(entities=["EMAIL_ADDRESS"], custom=[])
+    assert custom._prefilter is not None
+
+
+def test_only_ascii_strings_without_information_separators_take_the_pass() -> None:
+    assert Prefilter.applies("call +1 (212) 555-0187\n\t ok~\x7f")
+    for text in ("caf\u00e9 4111 1111 1111 1111", "\uff14\uff11", "a\x1cb", "a\x1fb", "\u212a"):
+        assert not Prefilter.applies(text)
+    assert re.compile(r"\s").match("\x1c")  # why: Python's \s has them, PCRE's does not
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(st.one_of(_MATCHING, text_strategy, _ASCII_TEXT).filter(Prefilter.applies))
+def test_the_pass_reports_every_recognizer_whose_joined_search_matches(text: str) -> None:
+    assert _PREFILTER is not None
+    candidates = _PREFILTER.candidates(text)
+    for index, name, exact in _COVERED:
+        if exact.search(text) is not None:
+            assert index in candidates, (name, text)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(text_strategy, _ASCII_TEXT, _MATCHING))
+def test_selection_with_the_pass_equals_the_regex_searches(text: str) -> None:
+    assert [r.name for r in _ANALYZER._selected(text)] == _regex_only(_ANALYZER, text)
+
+
+@pytest.mark.parametrize("text", ["2024-01-31", "alice@example.com", "4111-1111-1111-1111", "078-05-1120",
+                                  "no pii here", "ORD-2024-000981", "10.0.0.1", "GB82 WEST 1234 5698 7654 32"])
+def test_selection_with_the_pass_on_known_values(text: str) -> None:
+    assert [r.name for r in _ANALYZER._selected(text)] == _regex_only(_ANALYZER, text)
