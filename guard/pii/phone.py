@@ -69,6 +69,11 @@ path, making the same *attempts* (calls that reach the region) in the same order
    international attempt, would resume elsewhere than the probe; it continues with a real
    matcher (with its exact remaining budget) instead.
 
+7. **Decides plain international attempts from metadata**: a plus sign followed by a plain
+   candidate (:func:`guard.pii.scan.phonevalid.plus_digits`) is parsed without a region and
+   VALID-verified by :meth:`~guard.pii.scan.phonevalid.PhoneValidity.plus_parse` and
+   :meth:`~guard.pii.scan.phonevalid.PhoneValidity.plus_verdict` instead of the library.
+
 Presidio then re-parses every match of every region to name the number's region in the
 result's explanation, which guard drops; matches of several regions at the same span give
 equal results that ``remove_duplicates`` collapses. The re-parse is therefore done once per
@@ -93,7 +98,7 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
-from guard.pii.scan.phonevalid import PhoneValidity, plain_digits
+from guard.pii.scan.phonevalid import PhoneValidity, plain_digits, plus_digits
 
 _DIGIT_OR_LETTER = regex.compile(r"[\p{N}\p{L}]")
 """What ``parse`` can turn into a digit: numbers (Unicode digits normalize to ASCII) and
@@ -205,7 +210,7 @@ class _Attempt:
                  "whole")
 
     def __init__(self, candidate: str, offset: int, tries: int, outer: _Outer | None = None,
-                 whole: bool = False) -> None:
+                 whole: bool = False, validity: PhoneValidity | None = None) -> None:
         self.candidate = candidate
         self.offset = offset
         self.tries = tries
@@ -216,7 +221,9 @@ class _Attempt:
         """Whether this is the attempt on that whole candidate (not an inner group)."""
         self.digits = len(_DIGIT_OR_LETTER.findall(candidate))
         """Upper bound on the digits ``parse`` can read from the candidate."""
-        self.international = _international(candidate)
+        plus = plus_digits(candidate) if validity is not None else None
+        self.international = (validity.plus_parse(plus) is not None if validity is not None and plus is not None
+                              else _international(candidate))
         """Whether the outcome is the same for every default region (module docstring, 4)."""
         self.plain = plain_digits(candidate)
         """The digits of a plain candidate, decided from metadata (module docstring, 5)."""
@@ -244,10 +251,13 @@ class _Probe(PhoneNumberMatcher):
     """The library's matcher with a region-less parse: records attempts, matches only the
     international attempts it verified (module docstring, 6)."""
 
-    def __init__(self, text: str, leniency: int, max_tries: int, verify: Verify | None = None) -> None:
+    def __init__(self, text: str, leniency: int, max_tries: int, verify: Verify | None = None,
+                 validity: PhoneValidity | None = None) -> None:
         self._stand_in = _StandInRegion()
         super().__init__(text, self._stand_in, leniency=leniency, max_tries=max_tries)  # type: ignore[arg-type]
         self._verify = verify
+        self._validity = validity
+        """Decides whether plain international attempts parse without a region (module docstring, 7)."""
         """Verifies international attempts in the probe (module docstring, 6); ``None``: never."""
         self.decided: list[PhoneNumberMatch] = []
         """The matches of decided attempts, in order (the only matches the probe may return)."""
@@ -280,7 +290,7 @@ class _Probe(PhoneNumberMatcher):
         try:
             found = super()._parse_and_verify(candidate, offset)
         except _RegionRead:
-            attempt = _Attempt(candidate, offset, self._max_tries, self._outer, whole)
+            attempt = _Attempt(candidate, offset, self._max_tries, self._outer, whole, self._validity)
             self.attempts.append(attempt)
             if attempt.international and self._verify is not None:
                 attempt.decided = True
@@ -368,13 +378,16 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
         verifier: list[PhoneNumberMatcher] = []
 
         def verify(candidate: str, offset: int) -> PhoneNumberMatch | None:
+            plus = plus_digits(candidate) if leniency == Leniency.VALID else None
+            if plus is not None:
+                return self._plus_match(candidate, offset, plus)
             if not verifier:
                 verifier.append(PhoneNumberMatcher(text, self.supported_regions[0], leniency=leniency))
             match: PhoneNumberMatch | None = verifier[0]._parse_and_verify(candidate, offset)
             return match
 
         try:
-            probe = _Probe(text, leniency, max_tries, verify if self.supported_regions else None)
+            probe = _Probe(text, leniency, max_tries, verify if self.supported_regions else None, self._validity)
             for index, match in enumerate(probe):
                 if index >= len(probe.decided) or probe.decided[index] is not match:
                     raise _ProbeUnreliable  # only decided attempts match: its parse cannot succeed
@@ -435,6 +448,16 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
             found.extend(rest)
             return found
         return found
+
+    def _plus_match(self, candidate: str, offset: int, digits: str) -> PhoneNumberMatch | None:
+        """What ``_parse_and_verify`` returns for a plain international attempt in any region."""
+        verdict = self._validity.plus_verdict(digits)
+        if verdict is None:
+            return None
+        country_code, national = verdict
+        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+        _set_italian_leading_zeros_for_phone_number(national, number)
+        return PhoneNumberMatch(offset, candidate, number)
 
     def _plain_match(self, region: str, attempt: _Attempt, digits: str) -> PhoneNumberMatch | None:
         """What ``_parse_and_verify`` returns for a plain attempt, decided from metadata."""
