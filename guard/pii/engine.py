@@ -354,7 +354,7 @@ class Analyzer:
         self._plain_patterns = {id(rec) for rec in recognizers if supports(rec)}
         # The Hyperscan pass covers the joined searches of Presidio's predefined recognizers
         # (reviewed syntax; custom patterns may use ``regex`` extensions PCRE reads otherwise).
-        self._prefilter = prefilter.build([exact if trig is not None else None for _, trig, exact in self._plan])
+        self._prefilter = prefilter.build([self._prefilter_group(rec, trig, exact) for rec, trig, exact in self._plan])
         # Context-word shortcut (module docstring): only sound when lemmas are lower-cased
         # token text and no recognizer overrides Presidio's recognizer-level enhancement.
         plain = all(type(r).enhance_using_context is EntityRecognizer.enhance_using_context for r in recognizers)
@@ -373,6 +373,22 @@ class Analyzer:
         return AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, supported_languages=[LANGUAGE],
                               default_score_threshold=0)
 
+    @staticmethod
+    def _prefilter_group(rec: EntityRecognizer, trig: Any, exact: Any) -> list[Any]:
+        """What the Hyperscan pass answers for a recognizer: its joined search, or each of its
+        patterns where they cannot be joined (back-references, global inline flags; compiled
+        alone they keep their meaning). Predefined recognizers only (reviewed syntax: custom
+        patterns may use ``regex`` extensions PCRE reads otherwise); none for the phone one."""
+        if trig is None:
+            return []
+        if exact is not None:
+            return [exact]
+        patterns: list[Pattern] = list(getattr(rec, "patterns", None) or [])
+        flags = getattr(rec, "global_regex_flags", None)
+        if not isinstance(rec, PatternRecognizer) or not patterns or flags is None:
+            return []
+        return [regex.compile(p.regex, flags) for p in patterns]
+
     def _selected(self, text: str) -> list[EntityRecognizer]:
         prefilter = self._prefilter
         if prefilter is not None and prefilter.applies(text):
@@ -384,9 +400,11 @@ class Analyzer:
     def _prefiltered(self, text: str, prefilter: Prefilter) -> list[EntityRecognizer]:
         """:meth:`_selected` with one Hyperscan pass deciding which joined searches can match.
 
-        A covered recognizer is selected iff its joined search matches (its trigger is a
-        superset of that, ``tests/pii/test_properties.py``); the pass only skips searches that
-        cannot match. The others take their trigger and search as before.
+        A covered recognizer with a joined search is selected iff that search matches (its
+        trigger is a superset of that, ``tests/pii/test_properties.py``); a recognizer covered pattern by
+        pattern is skipped when none of its patterns can match, else it takes its trigger as
+        before (the recognizer itself finds nothing where no pattern matches). The pass only
+        skips searches and recognizers that cannot match; the others run as before.
         """
         candidates = prefilter.candidates(text)
         covered = prefilter.covered
@@ -394,9 +412,12 @@ class Analyzer:
         out: list[EntityRecognizer] = []
         for index, (rec, trig, exact) in enumerate(self._plan):
             if index in covered:
-                if index in candidates and exact.search(text) is not None:
-                    out.append(rec)
-                continue
+                if index not in candidates:
+                    continue  # none of its patterns can match
+                if exact is not None:
+                    if exact.search(text) is not None:
+                        out.append(rec)
+                    continue
             if trig is not None:
                 hit = hits.get(id(trig))
                 if hit is None:

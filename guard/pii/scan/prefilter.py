@@ -88,30 +88,44 @@ class Prefilter:
         return found
 
 
-def build(patterns: Sequence[Any]) -> Prefilter | None:
-    """A prefilter for the patterns (``None`` entries skipped), or ``None`` without Hyperscan
-    or when no pattern qualifies."""
+def build(patterns: Sequence[Sequence[Any]]) -> Prefilter | None:
+    """A prefilter over groups of compiled ``regex`` patterns, or ``None`` without Hyperscan or
+    when no group qualifies. Group ``i`` is covered (its index is in :attr:`Prefilter.covered`)
+    when every one of its patterns qualifies; :meth:`Prefilter.candidates` then reports ``i``
+    whenever one of them may match. An empty group is never covered."""
     hs = _hyperscan()
     if hs is None:
         return None
     expressions: list[bytes] = []
     ids: list[int] = []
     flags: list[int] = []
-    for index, pattern in enumerate(patterns):
-        if (pattern is None or not isinstance(pattern.pattern, str) or not pattern.pattern.isascii()
-                or pattern.flags & ~_READ_ALIKE):
+    covered: set[int] = set()
+    for index, group in enumerate(patterns):
+        sources = [_qualified(hs, pattern) for pattern in group]
+        if not group or any(source is None for source in sources):
             continue
-        source = pattern.pattern.encode("ascii")
-        try:  # compiled alone first: one unsupported pattern must not take the others off
-            hs.Database(mode=hs.HS_MODE_BLOCK).compile(expressions=[source], ids=[index], elements=1,
-                                                       flags=[_flags(hs, pattern)])
-        except hs.error:
-            continue
-        expressions.append(source)
-        ids.append(index)
-        flags.append(_flags(hs, pattern))
+        covered.add(index)
+        for pattern, source in zip(group, sources, strict=True):
+            assert source is not None
+            expressions.append(source)
+            ids.append(index)
+            flags.append(_flags(hs, pattern))
     if not expressions:
         return None
     database = hs.Database(mode=hs.HS_MODE_BLOCK)
     database.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)
-    return Prefilter(hs, database, frozenset(ids))
+    return Prefilter(hs, database, frozenset(covered))
+
+
+def _qualified(hs: Any, pattern: Any) -> bytes | None:
+    """The pattern's source for Hyperscan, or ``None`` when it does not qualify (module docstring)."""
+    if (not isinstance(pattern.pattern, str) or not pattern.pattern.isascii()
+            or pattern.flags & ~_READ_ALIKE):
+        return None
+    source = pattern.pattern.encode("ascii")
+    try:  # compiled alone first: one unsupported pattern must not take the others off
+        hs.Database(mode=hs.HS_MODE_BLOCK).compile(expressions=[source], ids=[0], elements=1,
+                                                   flags=[_flags(hs, pattern)])
+    except hs.error:
+        return None
+    return source
