@@ -355,6 +355,10 @@ class Analyzer:
         # The Hyperscan pass covers the joined searches of Presidio's predefined recognizers
         # (reviewed syntax; custom patterns may use ``regex`` extensions PCRE reads otherwise).
         self._prefilter = prefilter.build([self._prefilter_group(rec, trig, exact) for rec, trig, exact in self._plan])
+        self._by_pattern = {index for index, (rec, trig, _) in enumerate(self._plan)
+                            if trig is not None and supports(rec) and getattr(rec, "patterns", None)
+                            and getattr(rec, "global_regex_flags", None) is not None}
+        """Plan entries the pass answers pattern by pattern (:meth:`_prefilter_group`)."""
         # Context-word shortcut (module docstring): only sound when lemmas are lower-cased
         # token text and no recognizer overrides Presidio's recognizer-level enhancement.
         plain = all(type(r).enhance_using_context is EntityRecognizer.enhance_using_context for r in recognizers)
@@ -375,29 +379,31 @@ class Analyzer:
 
     @staticmethod
     def _prefilter_group(rec: EntityRecognizer, trig: Any, exact: Any) -> list[Any]:
-        """What the Hyperscan pass answers for a recognizer: its joined search, or each of its
-        patterns where they cannot be joined (back-references, global inline flags; compiled
-        alone they keep their meaning). Predefined recognizers only (reviewed syntax: custom
-        patterns may use ``regex`` extensions PCRE reads otherwise); none for the phone one."""
+        """What the Hyperscan pass answers for a recognizer. For one running Presidio's pattern
+        loop (:func:`~guard.pii.scan.patterns.supports`): each of its patterns, compiled alone
+        as Presidio compiles it (back-references and global inline flags keep their meaning),
+        so only the patterns that may match are run. For another with a joined search: that
+        search. Predefined recognizers only (reviewed syntax: custom patterns may use ``regex``
+        extensions PCRE reads otherwise); none for the phone one."""
         if trig is None:
             return []
-        if exact is not None:
-            return [exact]
         patterns: list[Pattern] = list(getattr(rec, "patterns", None) or [])
         flags = getattr(rec, "global_regex_flags", None)
-        if not isinstance(rec, PatternRecognizer) or not patterns or flags is None:
-            return []
-        return [regex.compile(p.regex, flags) for p in patterns]
+        if supports(rec) and patterns and flags is not None:
+            return [regex.compile(p.regex, flags) for p in patterns]
+        return [exact] if exact is not None else []
 
-    def _selected(self, text: str) -> list[EntityRecognizer]:
+    def _selected(self, text: str) -> list[tuple[EntityRecognizer, list[int] | None]]:
+        """The recognizers that may find something in ``text``, each with the positions of the
+        patterns to run (``None``: all of them)."""
         prefilter = self._prefilter
         if prefilter is not None and prefilter.applies(text):
             return self._prefiltered(text, prefilter)
         hits = {id(t): t.search(text) is not None for t in self._trigger_list}
-        return [rec for rec, trig, exact in self._plan
+        return [(rec, None) for rec, trig, exact in self._plan
                 if (trig is None or hits[id(trig)]) and (exact is None or exact.search(text) is not None)]
 
-    def _prefiltered(self, text: str, prefilter: Prefilter) -> list[EntityRecognizer]:
+    def _prefiltered(self, text: str, prefilter: Prefilter) -> list[tuple[EntityRecognizer, list[int] | None]]:
         """:meth:`_selected` with one Hyperscan pass deciding which joined searches can match.
 
         A covered recognizer with a joined search is selected iff that search matches (its
@@ -409,15 +415,17 @@ class Analyzer:
         candidates = prefilter.candidates(text)
         covered = prefilter.covered
         hits: dict[int, bool] = {}
-        out: list[EntityRecognizer] = []
+        out: list[tuple[EntityRecognizer, list[int] | None]] = []
         for index, (rec, trig, exact) in enumerate(self._plan):
             if index in covered:
-                if index not in candidates:
+                positions = candidates.get(index)
+                if positions is None:
                     continue  # none of its patterns can match
-                if exact is not None:
-                    if exact.search(text) is not None:
-                        out.append(rec)
-                    continue
+                if index in self._by_pattern:
+                    out.append((rec, sorted(positions)))  # the others cannot match: not run
+                elif exact.search(text) is not None:
+                    out.append((rec, None))
+                continue
             if trig is not None:
                 hit = hits.get(id(trig))
                 if hit is None:
@@ -425,7 +433,7 @@ class Analyzer:
                 if not hit:
                     continue
             if exact is None or exact.search(text) is not None:
-                out.append(rec)
+                out.append((rec, None))
         return out
 
     def may_contain_pii(self, text: str) -> bool:
@@ -439,15 +447,16 @@ class Analyzer:
         holds the string, e.g. ``card_number`` -> ``card``, ``number``); like Presidio's
         own ``context`` argument they can only raise scores.
         """
-        selected = self._selected(text)
-        if not selected:
+        plan = self._selected(text)
+        if not plan:
             return []
+        selected = [rec for rec, _ in plan]
         artifacts = LazyNlpArtifacts(self.nlp_engine, text, LANGUAGE)
         results: list[RecognizerResult] = []
         rec: Any
-        for rec in selected:
+        for rec, positions in plan:
             if id(rec) in self._plain_patterns:
-                found = analyze_patterns(rec, text)
+                found = analyze_patterns(rec, text, positions)
             else:
                 found = rec.analyze(text=text, entities=self.entities, nlp_artifacts=artifacts)
             if not found:

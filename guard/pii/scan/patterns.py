@@ -17,7 +17,7 @@ holds guard's findings equal to stock Presidio's.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import regex
@@ -40,11 +40,17 @@ def supports(recognizer: EntityRecognizer) -> bool:
             and getattr(kind, _LOOP, None) is getattr(PatternRecognizer, _LOOP))
 
 
-def analyze_patterns(recognizer: Any, text: str) -> list[RecognizerResult]:
-    """``recognizer.analyze(text, ...)`` for a recognizer :func:`supports` (explanations unset)."""
+def analyze_patterns(recognizer: Any, text: str, positions: Sequence[int] | None = None) -> list[RecognizerResult]:
+    """``recognizer.analyze(text, ...)`` for a recognizer :func:`supports` (explanations unset).
+
+    ``positions`` (ascending) restricts the loop to those patterns, for a caller that knows the
+    others have no match in ``text`` (they would add nothing).
+    """
     patterns = recognizer.patterns
     if not patterns:
         return []
+    if positions is not None:
+        patterns = [patterns[i] for i in positions]
     flags = recognizer.global_regex_flags
     entity = recognizer.supported_entities[0]
     name = recognizer.name

@@ -61,8 +61,12 @@ def _flags(hs: Any, pattern: Any) -> int:
     return flags
 
 
-def _on_match(ident: int, start: int, end: int, flags: int, found: set[int]) -> None:
-    found.add(ident)
+_PER_GROUP = 256
+"""Pattern ids are ``group * 256 + position in the group``."""
+
+
+def _on_match(ident: int, start: int, end: int, flags: int, found: dict[int, list[int]]) -> None:
+    found.setdefault(ident // _PER_GROUP, []).append(ident % _PER_GROUP)  # once per id (single-match)
 
 
 class Prefilter:
@@ -80,9 +84,10 @@ class Prefilter:
         """Whether :meth:`candidates` may be used for ``text`` (module docstring)."""
         return _OUTSIDE.search(text) is None
 
-    def candidates(self, text: str) -> set[int]:
-        """Indices of covered patterns that may match ``text`` (a superset of those that do)."""
-        found: set[int] = set()
+    def candidates(self, text: str) -> dict[int, list[int]]:
+        """For each covered group with a pattern that may match ``text``, the positions of those
+        patterns in the group (a superset of the patterns that match), in no particular order."""
+        found: dict[int, list[int]] = {}
         self._database.scan(text.encode("ascii"), match_event_handler=_on_match, context=found,
                             scratch=self._scratch)
         return found
@@ -91,8 +96,8 @@ class Prefilter:
 def build(patterns: Sequence[Sequence[Any]]) -> Prefilter | None:
     """A prefilter over groups of compiled ``regex`` patterns, or ``None`` without Hyperscan or
     when no group qualifies. Group ``i`` is covered (its index is in :attr:`Prefilter.covered`)
-    when every one of its patterns qualifies; :meth:`Prefilter.candidates` then reports ``i``
-    whenever one of them may match. An empty group is never covered."""
+    when every one of its patterns qualifies (at most 256); :meth:`Prefilter.candidates` then
+    reports which of them may match. An empty group is never covered."""
     hs = _hyperscan()
     if hs is None:
         return None
@@ -102,13 +107,13 @@ def build(patterns: Sequence[Sequence[Any]]) -> Prefilter | None:
     covered: set[int] = set()
     for index, group in enumerate(patterns):
         sources = [_qualified(hs, pattern) for pattern in group]
-        if not group or any(source is None for source in sources):
+        if not group or len(group) > _PER_GROUP or any(source is None for source in sources):
             continue
         covered.add(index)
-        for pattern, source in zip(group, sources, strict=True):
+        for position, (pattern, source) in enumerate(zip(group, sources, strict=True)):
             assert source is not None
             expressions.append(source)
-            ids.append(index)
+            ids.append(index * _PER_GROUP + position)
             flags.append(_flags(hs, pattern))
     if not expressions:
         return None
