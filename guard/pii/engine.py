@@ -32,17 +32,29 @@ plain ``AnalyzerEngine.analyze``):
   alternation, keep their recognizer running on the trigger alone. The rules file's custom
   recognizers (plain ``PatternRecognizer`` objects, deny lists included as a pattern) have no
   trigger but get the same search.
+* **One Hyperscan pass** (:mod:`guard.pii.scan.prefilter`, where the ``hyperscan`` wheel is
+  installed): every pattern of the predefined recognizers that run Presidio's pattern loop,
+  and the joined search of the others, in one database in prefilter mode; one scan of an
+  ASCII string reports which patterns *may* match. A recognizer none of whose patterns may
+  match is skipped, and only the patterns that may match are run (the date recognizer has 13);
+  a joined search the pass reports still decides. Non-ASCII strings, custom recognizers and
+  the phone recognizer take the trigger and search above.
+* **Presidio's pattern loop without its bookkeeping** (:mod:`guard.pii.scan.patterns`): the
+  same matching, scores, validation and de-duplication, without per-match explanations,
+  timers and debug logging (guard drops explanations).
 * **Lazy NLP artifacts.** Tokenization is only needed for context-word scoring of
   results that exist. Guard passes Presidio artifacts that tokenize on first access, so a
   string with no match is never tokenized.
-* **Context scoring only when it can change a score.** Presidio's context enhancer raises
-  a result's score only when one of its recognizer's context words is a substring of a
-  surrounding lemma or of a ``context`` word. With a component-less spaCy pipeline (the
-  default) a lemma is a token's lower-cased text, so it is a substring of the lower-cased
-  string; when no (ASCII) context word of any found result's recognizer occurs there or in
-  ``context``, the enhancer would return the results unchanged, and is skipped (and the
-  string is not tokenized). Any other pipeline, or a recognizer with its own
-  ``enhance_using_context``, always gets the enhancer.
+* **Context scoring per result, tokenizing only when needed.** Presidio's context enhancer
+  raises a result's score only when one of its recognizer's context words is a substring of a
+  surrounding lemma or of a ``context`` word, and decides each result on its own. With a
+  component-less spaCy pipeline (the default) a lemma is a token's lower-cased text, a
+  substring of the lower-cased string. So a result whose recognizer's (ASCII) context word is
+  in a ``context`` word (the JSON key's words) is raised right away, one with no context word
+  in the string or ``context`` stays as it is, and only the rest go to Presidio's enhancer
+  (which tokenizes the string and deep-copies just those results); see :meth:`Analyzer._enhance`.
+  Any other pipeline, enhancer mode, or a recognizer with its own ``enhance_using_context``,
+  always gets the whole enhancer.
 * **Phone numbers.** :class:`~guard.pii.phone.PrunedPhoneRecognizer` does the
   region-independent part of Presidio's per-region phone search once per string.
 * The supported-entity list and recognizer selection are computed once, not per call.
