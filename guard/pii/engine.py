@@ -98,7 +98,7 @@ from guard.pii.analysis import context_words as context_words  # re-exported
 from guard.pii.phone import PrunedPhoneRecognizer
 from guard.pii.rules import RecognizerSpec
 from guard.pii.scan import prefilter
-from guard.pii.scan.patterns import analyze_patterns, explain, supports
+from guard.pii.scan.patterns import analyze_patterns, explain, remove_duplicates, supports
 from guard.pii.scan.prefilter import Prefilter
 
 LANGUAGE = "en"
@@ -489,7 +489,7 @@ class Analyzer:
             self._enhance(text, results, artifacts, selected, ctx)
         by_id = {rec.id: rec for rec in selected}
         results = [r for r in results if r.score >= self._threshold(r, by_id)]
-        results = EntityRecognizer.remove_duplicates(results)
+        results = remove_duplicates(results)
         for r in results:
             r.analysis_explanation = None  # type: ignore[assignment]  # as AnalyzerEngine.analyze does
         return results

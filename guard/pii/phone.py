@@ -94,10 +94,11 @@ import phonenumbers
 import regex
 from phonenumbers import Leniency, PhoneNumberMatch, PhoneNumberMatcher
 from phonenumbers.phonenumberutil import _set_italian_leading_zeros_for_phone_number
-from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
+from guard.pii.scan.patterns import remove_duplicates
 from guard.pii.scan.phonevalid import PhoneValidity, plain_digits, plus_digits
 
 _DIGIT_OR_LETTER = regex.compile(r"[\p{N}\p{L}]")
@@ -364,7 +365,7 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
                     results.append(make_result(match, text, region, nlp_artifacts))
                 except phonenumbers.NumberParseException:
                     results.append(make_result(match, text, region, nlp_artifacts))
-        return list(EntityRecognizer.remove_duplicates(results))
+        return remove_duplicates(results)
 
     def _stock_matches(self, text: str, leniency: int, max_tries: int = MAX_TRIES,
                        ) -> list[tuple[str, list[PhoneNumberMatch]]]:

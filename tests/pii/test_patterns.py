@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from presidio_analyzer import Pattern, PatternRecognizer
+from presidio_analyzer import EntityRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import IbanRecognizer
 
 from guard.pii.rules import PIIRules
-from guard.pii.scan.patterns import analyze_patterns, explain, supports
+from guard.pii.scan.patterns import analyze_patterns, explain, remove_duplicates, supports
 from guard.pii.stock import StockPresidio
 from tests.pii.test_properties import text_strategy
 
@@ -57,3 +57,14 @@ def test_guard_pattern_loop_equals_presidio_s_pattern_loop(stock: StockPresidio,
         assert all(r.analysis_explanation is None for r in mine)
         explain(mine)
         assert all(r.analysis_explanation.original_score == r.score for r in mine)
+
+
+_results = st.lists(st.builds(lambda e, s, n, score: RecognizerResult(e, s, s + n, score),
+                              st.sampled_from(["A", "B"]), st.integers(0, 5), st.integers(1, 4),
+                              st.sampled_from([0, 0.0, 0.1, 0.5, 1.0])), max_size=3)
+
+
+@given(_results)
+def test_remove_duplicates_equals_presidio_s(results: list[RecognizerResult]) -> None:
+    expected = EntityRecognizer.remove_duplicates(list(results))
+    assert [_key(r) for r in remove_duplicates(list(results))] == [_key(r) for r in expected]

@@ -81,6 +81,14 @@ def analyze_patterns(recognizer: Any, text: str, positions: Sequence[int] | None
         except TimeoutError:
             _LOG.warning("Regex pattern '%s' timed out after %s seconds, skipping.",
                          pattern.name, REGEX_TIMEOUT_SECONDS)
+    return remove_duplicates(results)
+
+
+def remove_duplicates(results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """``EntityRecognizer.remove_duplicates``, without its sorting and grouping for fewer than
+    two results (then it only drops a zero score)."""
+    if len(results) < 2:
+        return [r for r in results if r.score != 0]
     return list(EntityRecognizer.remove_duplicates(results))
 
 
