@@ -4,6 +4,7 @@ joined searches that cannot match, so selection equals the ``regex`` searches al
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import regex
@@ -110,3 +111,12 @@ def test_selection_with_the_pass_finds_what_the_regex_searches_find(text: str) -
                                   "+1 (212) 555-0187", "00:1a:2b:3c:4d:5e", "00:1a-2b:3c:4d:5e", "see www.example.com"])
 def test_selection_with_the_pass_on_known_values(text: str) -> None:
     _assert_same_findings(text)
+
+
+def test_threads_scanning_at_once_each_get_their_own_scratch() -> None:
+    assert _PREFILTER is not None
+    texts = ["2024-01-31 and 078-05-1120", "alice@example.com", "nothing", "4111-1111-1111-1111"] * 50
+    expected = [_PREFILTER.candidates(t) for t in texts]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            assert list(pool.map(_PREFILTER.candidates, texts)) == expected

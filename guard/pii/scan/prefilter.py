@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,9 +78,17 @@ class Prefilter:
 
     def __init__(self, hs: Any, databases: Sequence[Any], covered: frozenset[int]) -> None:
         self._hs = hs
-        self._scans = [(database, hs.Scratch(database)) for database in databases]
+        self._databases = list(databases)
+        self._local = threading.local()
+        """Scratch space per thread (Hyperscan's may not be shared by concurrent scans)."""
         self.covered = covered
         """Indices of the groups the databases answer for (the others: search them)."""
+
+    def _scans(self) -> list[tuple[Any, Any]]:
+        scans: list[tuple[Any, Any]] | None = getattr(self._local, "scans", None)
+        if scans is None:
+            scans = self._local.scans = [(db, self._hs.Scratch(db)) for db in self._databases]
+        return scans
 
     @staticmethod
     def applies(text: str) -> bool:
@@ -91,7 +100,7 @@ class Prefilter:
         patterns in the group (a superset of the patterns that match), in no particular order."""
         found: dict[int, set[int]] = {}
         data = text.encode("ascii")
-        for database, scratch in self._scans:
+        for database, scratch in self._scans():
             database.scan(data, match_event_handler=_on_match, context=found, scratch=scratch)
         return found
 
