@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/phone_oracle.py                    # 1,000,000 digit runs x 8 regions
     .venv/bin/python bench/phone_oracle.py --runs 200000 --seed 7 --regions US,GB,JP
+    .venv/bin/python bench/phone_oracle.py --plus             # "+" then a digit run (international)
 
 Generates digit runs the way machine data carries them (dialling prefixes, 3-20 digits,
 separators `` -./()``), keeps those that reach ``parse`` in the library's matcher, and
@@ -9,6 +10,11 @@ decides each for every region twice: with ``PhoneNumberMatcher._parse_and_verify
 oracle) and with :mod:`guard.pii.scan.phonevalid`. Any difference (a missing or extra match,
 or a different parsed number) is printed and makes the exit status 1. Also prints the CPU
 time per decision of both.
+
+``--plus`` puts a plus sign before each run (country codes first, some invalid) and checks the
+international decision (``PhoneValidity.plus_parse`` against ``phonenumbers.parse(candidate,
+None)``: same success, so the same attempts are shared between regions) and, for those that
+parse, ``plus_verdict`` against the library's matcher in every region.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from phonenumbers import Leniency, PhoneNumberMatcher, phonenumbermatcher
 
+from guard.pii import phone
 from guard.pii.phone import PrunedPhoneRecognizer
-from guard.pii.scan.phonevalid import PhoneValidity, plain_digits
+from guard.pii.scan.phonevalid import PhoneValidity, plain_digits, plus_digits
 
 PRESIDIO_REGIONS = ("US", "GB", "DE", "FR", "IL", "IN", "CA", "BR")
 PREFIXES = ["", "", "", "", "0", "00", "011", "01", "1", "44", "49", "33", "972", "91", "55", "90", "0800", "1800",
@@ -57,6 +64,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--regions", default=",".join(PRESIDIO_REGIONS))
+    parser.add_argument("--plus", action="store_true", help="international runs: a plus sign before each")
     args = parser.parse_args()
     regions = args.regions.split(",")
     rng = random.Random(args.seed)
@@ -68,18 +76,30 @@ def main() -> int:
     started = time.monotonic()
     for _ in range(args.runs):
         text = candidate(rng)
-        digits = plain_digits(text)
+        if args.plus:
+            text = "+" + text.lstrip("0(")
+        digits = plus_digits(text) if args.plus else plain_digits(text)
         if digits is None or phonenumbermatcher.fullmatch(phonenumbermatcher._MATCHING_BRACKETS, text) is None \
                 or phonenumbermatcher._PUB_PAGES.search(text):
             continue
         attempt = _Attempt(text)
+        if args.plus:
+            international = phone._international(text)
+            if (validity.plus_parse(digits) is not None) is not international:
+                differences += 1
+                print(f"DIFFERENT international decision: candidate={text!r} phonenumbers={international}")
+            if not international:
+                continue
         for region in regions:
             matcher = matchers[region]
             matcher.text = text
             t0 = time.process_time()
             expected = matcher._parse_and_verify(text, 0)
             t1 = time.process_time()
-            got = recognizer._plain_match(region, attempt, digits)  # type: ignore[arg-type]
+            if args.plus:
+                got = recognizer._plus_match(text, 0, digits)
+            else:
+                got = recognizer._plain_match(region, attempt, digits)  # type: ignore[arg-type]
             t2 = time.process_time()
             oracle_cpu += t1 - t0
             fast_cpu += t2 - t1

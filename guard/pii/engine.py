@@ -32,17 +32,29 @@ plain ``AnalyzerEngine.analyze``):
   alternation, keep their recognizer running on the trigger alone. The rules file's custom
   recognizers (plain ``PatternRecognizer`` objects, deny lists included as a pattern) have no
   trigger but get the same search.
+* **One Hyperscan pass** (:mod:`guard.pii.scan.prefilter`, where the ``hyperscan`` wheel is
+  installed): every pattern of the predefined recognizers that run Presidio's pattern loop,
+  and the joined search of the others, in one database in prefilter mode; one scan of an
+  ASCII string reports which patterns *may* match. A recognizer none of whose patterns may
+  match is skipped, and only the patterns that may match are run (the date recognizer has 13);
+  a joined search the pass reports still decides. Non-ASCII strings, custom recognizers and
+  the phone recognizer take the trigger and search above.
+* **Presidio's pattern loop without its bookkeeping** (:mod:`guard.pii.scan.patterns`): the
+  same matching, scores, validation and de-duplication, without per-match explanations,
+  timers and debug logging (guard drops explanations).
 * **Lazy NLP artifacts.** Tokenization is only needed for context-word scoring of
   results that exist. Guard passes Presidio artifacts that tokenize on first access, so a
   string with no match is never tokenized.
-* **Context scoring only when it can change a score.** Presidio's context enhancer raises
-  a result's score only when one of its recognizer's context words is a substring of a
-  surrounding lemma or of a ``context`` word. With a component-less spaCy pipeline (the
-  default) a lemma is a token's lower-cased text, so it is a substring of the lower-cased
-  string; when no (ASCII) context word of any found result's recognizer occurs there or in
-  ``context``, the enhancer would return the results unchanged, and is skipped (and the
-  string is not tokenized). Any other pipeline, or a recognizer with its own
-  ``enhance_using_context``, always gets the enhancer.
+* **Context scoring per result, tokenizing only when needed.** Presidio's context enhancer
+  raises a result's score only when one of its recognizer's context words is a substring of a
+  surrounding lemma or of a ``context`` word, and decides each result on its own. With a
+  component-less spaCy pipeline (the default) a lemma is a token's lower-cased text, a
+  substring of the lower-cased string. So a result whose recognizer's (ASCII) context word is
+  in a ``context`` word (the JSON key's words) is raised right away, one with no context word
+  in the string or ``context`` stays as it is, and only the rest go to Presidio's enhancer
+  (which tokenizes the string and deep-copies just those results); see :meth:`Analyzer._enhance`.
+  Any other pipeline, enhancer mode, or a recognizer with its own ``enhance_using_context``,
+  always gets the whole enhancer.
 * **Phone numbers.** :class:`~guard.pii.phone.PrunedPhoneRecognizer` does the
   region-independent part of Presidio's per-region phone search once per string.
 * The supported-entity list and recognizer selection are computed once, not per call.
@@ -70,6 +82,7 @@ from presidio_analyzer import (
     RecognizerRegistry,
     RecognizerResult,
 )
+from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer, LemmaContextAwareEnhancer
 from presidio_analyzer.nlp_engine import NerModelConfiguration, NlpArtifacts, SpacyNlpEngine
 from presidio_analyzer.predefined_recognizers import (
     AbaRoutingRecognizer,
@@ -84,6 +97,9 @@ from guard.errors import PIIError
 from guard.pii.analysis import context_words as context_words  # re-exported
 from guard.pii.phone import PrunedPhoneRecognizer
 from guard.pii.rules import RecognizerSpec
+from guard.pii.scan import prefilter
+from guard.pii.scan.patterns import analyze_patterns, explain, remove_duplicates, supports
+from guard.pii.scan.prefilter import Prefilter
 
 LANGUAGE = "en"
 _FLAGS = regex.DOTALL | regex.MULTILINE | regex.IGNORECASE
@@ -263,7 +279,8 @@ def _predefined() -> list[EntityRecognizer]:
             rec.global_regex_flags = stock[name].global_regex_flags
         elif name == "PhoneRecognizer":
             rec = PrunedPhoneRecognizer(context=rec.context, supported_language=rec.supported_language,
-                                        supported_regions=rec.supported_regions, leniency=rec.leniency)
+                                        supported_regions=rec.supported_regions, leniency=rec.leniency,
+                                        name_regions=False)  # the Analyzer drops explanations
         out.append(rec)
     return out
 
@@ -346,10 +363,21 @@ class Analyzer:
             trigger = triggers.setdefault(source, regex.compile(source, _FLAGS))
             self._plan.append((rec, trigger, any_pattern(rec)))
         self._trigger_list = list(triggers.values())
+        self._plain_patterns = {id(rec) for rec in recognizers if supports(rec)}
+        # The Hyperscan pass covers the joined searches of Presidio's predefined recognizers
+        # (reviewed syntax; custom patterns may use ``regex`` extensions PCRE reads otherwise).
+        self._prefilter = prefilter.build([self._prefilter_group(rec, trig, exact) for rec, trig, exact in self._plan])
+        self._by_pattern = {index for index, (rec, trig, _) in enumerate(self._plan)
+                            if trig is not None and supports(rec) and getattr(rec, "patterns", None)
+                            and getattr(rec, "global_regex_flags", None) is not None}
+        """Plan entries the pass answers pattern by pattern (:meth:`_prefilter_group`)."""
         # Context-word shortcut (module docstring): only sound when lemmas are lower-cased
         # token text and no recognizer overrides Presidio's recognizer-level enhancement.
         plain = all(type(r).enhance_using_context is EntityRecognizer.enhance_using_context for r in recognizers)
-        self._context_shortcut = plain and not self.nlp_engine.pipeline.pipe_names
+        self._enhancer = self.engine.context_aware_enhancer
+        lemma_substring = (type(self._enhancer) is LemmaContextAwareEnhancer
+                           and self._enhancer.context_matching_mode == "substring")
+        self._context_shortcut = plain and lemma_substring and not self.nlp_engine.pipeline.pipe_names
         self._context_words: dict[str, tuple[str, ...] | None] = {}
         for rec in recognizers:
             words = tuple(w.lower() for w in rec.context or ())
@@ -361,10 +389,64 @@ class Analyzer:
         return AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine, supported_languages=[LANGUAGE],
                               default_score_threshold=0)
 
-    def _selected(self, text: str) -> list[EntityRecognizer]:
+    @staticmethod
+    def _prefilter_group(rec: EntityRecognizer, trig: Any, exact: Any) -> list[Any]:
+        """What the Hyperscan pass answers for a recognizer. For one running Presidio's pattern
+        loop (:func:`~guard.pii.scan.patterns.supports`): each of its patterns, compiled alone
+        as Presidio compiles it (back-references and global inline flags keep their meaning),
+        so only the patterns that may match are run. For another with a joined search: that
+        search. Predefined recognizers only (reviewed syntax: custom patterns may use ``regex``
+        extensions PCRE reads otherwise); none for the phone one."""
+        if trig is None:
+            return []
+        patterns: list[Pattern] = list(getattr(rec, "patterns", None) or [])
+        flags = getattr(rec, "global_regex_flags", None)
+        if supports(rec) and patterns and flags is not None:
+            return [regex.compile(p.regex, flags) for p in patterns]
+        return [exact] if exact is not None else []
+
+    def _selected(self, text: str) -> list[tuple[EntityRecognizer, list[int] | None]]:
+        """The recognizers that may find something in ``text``, each with the positions of the
+        patterns to run (``None``: all of them)."""
+        prefilter = self._prefilter
+        if prefilter is not None and prefilter.applies(text):
+            return self._prefiltered(text, prefilter)
         hits = {id(t): t.search(text) is not None for t in self._trigger_list}
-        return [rec for rec, trig, exact in self._plan
+        return [(rec, None) for rec, trig, exact in self._plan
                 if (trig is None or hits[id(trig)]) and (exact is None or exact.search(text) is not None)]
+
+    def _prefiltered(self, text: str, prefilter: Prefilter) -> list[tuple[EntityRecognizer, list[int] | None]]:
+        """:meth:`_selected` with one Hyperscan pass deciding which joined searches can match.
+
+        A covered recognizer with a joined search is selected iff that search matches (its
+        trigger is a superset of that, ``tests/pii/test_properties.py``); a recognizer covered pattern by
+        pattern is skipped when none of its patterns can match, else it takes its trigger as
+        before (the recognizer itself finds nothing where no pattern matches). The pass only
+        skips searches and recognizers that cannot match; the others run as before.
+        """
+        candidates = prefilter.candidates(text)
+        covered = prefilter.covered
+        hits: dict[int, bool] = {}
+        out: list[tuple[EntityRecognizer, list[int] | None]] = []
+        for index, (rec, trig, exact) in enumerate(self._plan):
+            if index in covered:
+                positions = candidates.get(index)
+                if positions is None:
+                    continue  # none of its patterns can match
+                if index in self._by_pattern:
+                    out.append((rec, sorted(positions)))  # the others cannot match: not run
+                elif exact.search(text) is not None:
+                    out.append((rec, None))
+                continue
+            if trig is not None:
+                hit = hits.get(id(trig))
+                if hit is None:
+                    hit = hits[id(trig)] = trig.search(text) is not None
+                if not hit:
+                    continue
+            if exact is None or exact.search(text) is not None:
+                out.append((rec, None))
+        return out
 
     def may_contain_pii(self, text: str) -> bool:
         """False only if no recognizer can match anything in ``text``."""
@@ -377,14 +459,18 @@ class Analyzer:
         holds the string, e.g. ``card_number`` -> ``card``, ``number``); like Presidio's
         own ``context`` argument they can only raise scores.
         """
-        selected = self._selected(text)
-        if not selected:
+        plan = self._selected(text)
+        if not plan:
             return []
+        selected = [rec for rec, _ in plan]
         artifacts = LazyNlpArtifacts(self.nlp_engine, text, LANGUAGE)
         results: list[RecognizerResult] = []
         rec: Any
-        for rec in selected:
-            found = rec.analyze(text=text, entities=self.entities, nlp_artifacts=artifacts)
+        for rec, positions in plan:
+            if id(rec) in self._plain_patterns:
+                found = analyze_patterns(rec, text, positions)
+            else:
+                found = rec.analyze(text=text, entities=self.entities, nlp_artifacts=artifacts)
             if not found:
                 continue
             for r in found:
@@ -396,32 +482,71 @@ class Analyzer:
         if not results:
             return []
         ctx = list(context) if context else None
-        if self._context_may_raise(text, results, ctx):
+        if not self._context_shortcut:
+            explain(results)
             results = self.engine._enhance_using_context(text, results, artifacts, selected, ctx)
+        else:
+            self._enhance(text, results, artifacts, selected, ctx)
         by_id = {rec.id: rec for rec in selected}
         results = [r for r in results if r.score >= self._threshold(r, by_id)]
-        results = EntityRecognizer.remove_duplicates(results)
+        results = remove_duplicates(results)
         for r in results:
             r.analysis_explanation = None  # type: ignore[assignment]  # as AnalyzerEngine.analyze does
         return results
 
-    def _context_may_raise(self, text: str, results: list[RecognizerResult], ctx: list[str] | None) -> bool:
-        """False only if Presidio's context enhancement would leave every score unchanged."""
-        if not self._context_shortcut:
-            return True
-        haystacks: list[str] | None = None
-        for r in results:
-            rec_id = str((r.recognition_metadata or {}).get(RecognizerResult.RECOGNIZER_IDENTIFIER_KEY))
-            words = self._context_words.get(rec_id, ())
+    def _enhance(self, text: str, results: list[RecognizerResult], artifacts: NlpArtifacts,
+                 selected: list[EntityRecognizer], ctx: list[str] | None) -> None:
+        """Presidio's context enhancement of ``results``, in place, tokenizing only when needed.
+
+        Equal to ``AnalyzerEngine._enhance_using_context`` under :attr:`_context_shortcut`
+        (plain recognizers, a component-less pipeline, the lemma enhancer in substring mode):
+        the recognizer-level step returns every recognizer's results unchanged and in
+        recognizer order (the order they were found in), and
+        ``LemmaContextAwareEnhancer.enhance_using_context`` decides each result on its own by
+        whether a context word of its recognizer is a substring of a surrounding lemma or of a
+        ``context`` word. Per result:
+
+        * a recognizer without context words: unchanged (Presidio skips it);
+        * an (ASCII) context word inside a lower-cased ``context`` word: raised, whatever the
+          surrounding lemmas (Presidio appends ``context`` to them), without tokenizing. A
+          span of spaces only goes to Presidio instead (its token search may raise there);
+        * no context word in the lower-cased text (every lemma of a component-less pipeline
+          is a lower-cased token, a substring of it) nor in ``context``: unchanged;
+        * otherwise (or non-ASCII context words): Presidio's enhancer decides, on just those
+          results (its ``deepcopy`` then copies only them).
+
+        The score update is Presidio's (add the similarity factor, at least the minimum score
+        with context, at most 1). The results' explanations are not updated (guard drops them).
+        """
+        enhancer = self._enhancer
+        lowered = [c.lower() for c in ctx] if ctx else []
+        text_lower: str | None = None
+        pending: list[int] = []
+        for index, r in enumerate(results):
+            meta = r.recognition_metadata or {}
+            words = self._context_words.get(str(meta.get(RecognizerResult.RECOGNIZER_IDENTIFIER_KEY)), ())
             if words is None:
-                return True  # non-ASCII context words: case mapping may differ per token
-            if not words:
+                pending.append(index)
                 continue
-            if haystacks is None:
-                haystacks = [text.lower(), *(c.lower() for c in ctx or ())]
-            if any(w in h for w in words for h in haystacks):
-                return True
-        return False
+            if not words or meta.get(RecognizerResult.IS_SCORE_ENHANCED_BY_CONTEXT_KEY):
+                continue
+            if any(w in c.lower() for w in words for c in lowered) and text[r.start:r.end].strip(" "):
+                score = r.score + enhancer.context_similarity_factor
+                score = max(score, enhancer.min_score_with_context_similarity)
+                r.score = min(score, ContextAwareEnhancer.MAX_SCORE)
+                continue
+            if text_lower is None:
+                text_lower = text.lower()
+            if any(w in text_lower for w in words) or any(w in c.lower() for w in words for c in lowered):
+                pending.append(index)
+        if pending:
+            raw = [results[i] for i in pending]
+            explain(raw)
+            enhanced = enhancer.enhance_using_context(
+                text=text, raw_results=raw, nlp_artifacts=artifacts,
+                recognizers=selected, context=ctx)
+            for index, result in zip(pending, enhanced, strict=True):
+                results[index] = result
 
     def _threshold(self, result: RecognizerResult, by_id: dict[str, EntityRecognizer]) -> float:
         # Mirrors AnalyzerEngine's per-recognizer score_thresholds resolution.

@@ -60,10 +60,24 @@ path, making the same *attempts* (calls that reach the region) in the same order
    also yields the parsed number for the match. Other attempts (a plus sign, letters,
    extensions, non-ASCII digits) go to the library as before.
 
+6. **Decides international attempts in the probe**: by 4, an international attempt has one
+   outcome in every region, so the probe verifies it right away (with a matcher of the first
+   supported region) and, when it matches, returns the match as every region's matcher would.
+   The probe's path then stays every region's path: the library skips the inner groups of a
+   matched candidate and resumes after the match, spending no try, exactly as each region
+   does. A region that matched a whole candidate on its own, inside which the probe matched an
+   international attempt, would resume elsewhere than the probe; it continues with a real
+   matcher (with its exact remaining budget) instead.
+
+7. **Decides plain international attempts from metadata**: a plus sign followed by a plain
+   candidate (:func:`guard.pii.scan.phonevalid.plus_digits`) is parsed without a region and
+   VALID-verified by :meth:`~guard.pii.scan.phonevalid.PhoneValidity.plus_parse` and
+   :meth:`~guard.pii.scan.phonevalid.PhoneValidity.plus_verdict` instead of the library.
+
 Presidio then re-parses every match of every region to name the number's region in the
 result's explanation, which guard drops; matches of several regions at the same span give
 equal results that ``remove_duplicates`` collapses. The re-parse is therefore done once per
-span.
+span, and not at all with ``name_regions=False`` (the explanation then names the region searched).
 
 The results are Presidio's, built by Presidio's own code, in Presidio's order. The test
 ``tests/pii/test_phone.py`` holds this equal to the stock recognizer on generated
@@ -73,17 +87,19 @@ change; if they are missing at run time, the stock loop runs instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import phonenumbers
 import regex
 from phonenumbers import Leniency, PhoneNumberMatch, PhoneNumberMatcher
 from phonenumbers.phonenumberutil import _set_italian_leading_zeros_for_phone_number
-from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer import RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
-from guard.pii.scan.phonevalid import PhoneValidity, plain_digits
+from guard.pii.scan.patterns import remove_duplicates
+from guard.pii.scan.phonevalid import PhoneValidity, plain_digits, plus_digits
 
 _DIGIT_OR_LETTER = regex.compile(r"[\p{N}\p{L}]")
 """What ``parse`` can turn into a digit: numbers (Unicode digits normalize to ASCII) and
@@ -179,20 +195,23 @@ class _StandInRegion:
 class _Outer:
     """A candidate the matcher's search loop took (``_extract_match``)."""
 
-    __slots__ = ("spent", "tries")
+    __slots__ = ("matched", "spent", "tries")
 
     def __init__(self, tries: int) -> None:
         self.tries = tries
         """The remaining ``max_tries`` when the loop took the candidate."""
         self.spent = 0
         """Tries the probe spent on the candidate (set when the probe is done)."""
+        self.matched = False
+        """Whether the probe matched inside the candidate (a decided international attempt)."""
 
 
 class _Attempt:
-    __slots__ = ("candidate", "digits", "international", "offset", "outer", "plain", "tries", "whole")
+    __slots__ = ("candidate", "decided", "digits", "international", "match", "offset", "outer", "plain", "tries",
+                 "whole")
 
     def __init__(self, candidate: str, offset: int, tries: int, outer: _Outer | None = None,
-                 whole: bool = False) -> None:
+                 whole: bool = False, validity: PhoneValidity | None = None) -> None:
         self.candidate = candidate
         self.offset = offset
         self.tries = tries
@@ -203,10 +222,16 @@ class _Attempt:
         """Whether this is the attempt on that whole candidate (not an inner group)."""
         self.digits = len(_DIGIT_OR_LETTER.findall(candidate))
         """Upper bound on the digits ``parse`` can read from the candidate."""
-        self.international = _international(candidate)
+        plus = plus_digits(candidate) if validity is not None else None
+        self.international = (validity.plus_parse(plus) is not None if validity is not None and plus is not None
+                              else _international(candidate))
         """Whether the outcome is the same for every default region (module docstring, 4)."""
         self.plain = plain_digits(candidate)
         """The digits of a plain candidate, decided from metadata (module docstring, 5)."""
+        self.decided = False
+        """Whether the probe verified this (international) attempt itself (module docstring, 6)."""
+        self.match: PhoneNumberMatch | None = None
+        """The outcome of a decided attempt, the same in every region."""
 
 
 def _international(candidate: str) -> bool:
@@ -219,12 +244,24 @@ def _international(candidate: str) -> bool:
     return True
 
 
-class _Probe(PhoneNumberMatcher):
-    """The library's matcher with a region-less parse: records attempts, matches nothing."""
+Verify = Callable[[str, int], "PhoneNumberMatch | None"]
+"""``_parse_and_verify`` of a matcher for some region, for region-independent attempts."""
 
-    def __init__(self, text: str, leniency: int, max_tries: int) -> None:
+
+class _Probe(PhoneNumberMatcher):
+    """The library's matcher with a region-less parse: records attempts, matches only the
+    international attempts it verified (module docstring, 6)."""
+
+    def __init__(self, text: str, leniency: int, max_tries: int, verify: Verify | None = None,
+                 validity: PhoneValidity | None = None) -> None:
         self._stand_in = _StandInRegion()
         super().__init__(text, self._stand_in, leniency=leniency, max_tries=max_tries)  # type: ignore[arg-type]
+        self._verify = verify
+        self._validity = validity
+        """Decides whether plain international attempts parse without a region (module docstring, 7)."""
+        """Verifies international attempts in the probe (module docstring, 6); ``None``: never."""
+        self.decided: list[PhoneNumberMatch] = []
+        """The matches of decided attempts, in order (the only matches the probe may return)."""
         self.attempts: list[_Attempt] = []
         self.outers: list[_Outer] = []
         self._outer: _Outer | None = None
@@ -254,7 +291,16 @@ class _Probe(PhoneNumberMatcher):
         try:
             found = super()._parse_and_verify(candidate, offset)
         except _RegionRead:
-            self.attempts.append(_Attempt(candidate, offset, self._max_tries, self._outer, whole))
+            attempt = _Attempt(candidate, offset, self._max_tries, self._outer, whole, self._validity)
+            self.attempts.append(attempt)
+            if attempt.international and self._verify is not None:
+                attempt.decided = True
+                attempt.match = self._verify(candidate, offset)
+                if attempt.match is not None:
+                    self.decided.append(attempt.match)
+                    if self._outer is not None:
+                        self._outer.matched = True
+                return attempt.match  # what every region's matcher gets here
             return None
         if found is not None or self._stand_in.read:
             raise _ProbeUnreliable
@@ -278,8 +324,12 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
     See the module docstring for why the results equal ``PhoneRecognizer.analyze``.
     """
 
-    def __init__(self, validity: PhoneValidity | None = None, **kwargs: Any) -> None:
+    def __init__(self, validity: PhoneValidity | None = None, name_regions: bool = True, **kwargs: Any) -> None:
         super().__init__(name="PhoneRecognizer", **kwargs)
+        self.name_regions = name_regions
+        """Whether to re-parse each match to name its region in the explanation, as Presidio
+        does. The region appears nowhere else (not in the score, span or entity type), so
+        :class:`guard.pii.engine.Analyzer`, which drops explanations, turns it off."""
         self._min_digits = {region: min_valid_digits(region) for region in self.supported_regions}
         self._international = min_international_digits()
         self._validity = validity or PhoneValidity()
@@ -306,13 +356,16 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
                 if (match.start, match.end) in seen:
                     continue
                 seen.add((match.start, match.end))
+                if not self.name_regions:
+                    results.append(make_result(match, text, region, nlp_artifacts))
+                    continue
                 try:
                     parsed = phonenumbers.parse(text[match.start:match.end])
                     region = phonenumbers.region_code_for_number(parsed)
                     results.append(make_result(match, text, region, nlp_artifacts))
                 except phonenumbers.NumberParseException:
                     results.append(make_result(match, text, region, nlp_artifacts))
-        return list(EntityRecognizer.remove_duplicates(results))
+        return remove_duplicates(results)
 
     def _stock_matches(self, text: str, leniency: int, max_tries: int = MAX_TRIES,
                        ) -> list[tuple[str, list[PhoneNumberMatch]]]:
@@ -323,10 +376,22 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
     def _matches(self, text: str, leniency: int, max_tries: int = MAX_TRIES,
                  ) -> list[tuple[str, list[PhoneNumberMatch]]]:
         """The same matches as :meth:`_stock_matches` (regions without matches left out)."""
+        verifier: list[PhoneNumberMatcher] = []
+
+        def verify(candidate: str, offset: int) -> PhoneNumberMatch | None:
+            plus = plus_digits(candidate) if leniency == Leniency.VALID else None
+            if plus is not None:
+                return self._plus_match(candidate, offset, plus)
+            if not verifier:
+                verifier.append(PhoneNumberMatcher(text, self.supported_regions[0], leniency=leniency))
+            match: PhoneNumberMatch | None = verifier[0]._parse_and_verify(candidate, offset)
+            return match
+
         try:
-            probe = _Probe(text, leniency, max_tries)
-            for _ in probe:
-                raise _ProbeUnreliable  # the probe never matches: its parse cannot succeed
+            probe = _Probe(text, leniency, max_tries, verify if self.supported_regions else None, self._validity)
+            for index, match in enumerate(probe):
+                if index >= len(probe.decided) or probe.decided[index] is not match:
+                    raise _ProbeUnreliable  # only decided attempts match: its parse cannot succeed
         except _RegionRead as exc:  # read outside _parse_and_verify: not the audited matcher
             raise _ProbeUnreliable from exc
         if not probe.attempts:
@@ -352,6 +417,10 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
         for attempt in probe.attempts:
             if attempt.outer is matched:
                 continue  # the region returned its whole-candidate match before this attempt
+            if attempt.decided:  # the probe's own outcome, the region's too: stay on its path
+                if attempt.match is not None:
+                    found.append(attempt.match)
+                continue
             # Past the position checks (which the probe passed), the outcome depends only on
             # the candidate and the region, and for international candidates not on the region.
             key = None if attempt.international else region
@@ -371,7 +440,7 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
                 if attempt.international:
                     shared[(attempt.offset, attempt.candidate)] = match
             found.append(match)
-            if attempt.whole and attempt.outer is not None and not probe.exhausted:
+            if attempt.whole and attempt.outer is not None and not probe.exhausted and not attempt.outer.matched:
                 matched = attempt.outer  # the search resumes where the probe's did: stay on its path
                 saved += attempt.outer.spent
                 continue
@@ -380,6 +449,16 @@ class PrunedPhoneRecognizer(PhoneRecognizer):
             found.extend(rest)
             return found
         return found
+
+    def _plus_match(self, candidate: str, offset: int, digits: str) -> PhoneNumberMatch | None:
+        """What ``_parse_and_verify`` returns for a plain international attempt in any region."""
+        verdict = self._validity.plus_verdict(digits)
+        if verdict is None:
+            return None
+        country_code, national = verdict
+        number = phonenumbers.PhoneNumber(country_code=country_code, national_number=int(national))
+        _set_italian_leading_zeros_for_phone_number(national, number)
+        return PhoneNumberMatch(offset, candidate, number)
 
     def _plain_match(self, region: str, attempt: _Attempt, digits: str) -> PhoneNumberMatch | None:
         """What ``_parse_and_verify`` returns for a plain attempt, decided from metadata."""

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 
 from guard.pii.scan import phonevalid
 from tests.pii.machine_data import PRESIDIO_REGIONS
-from tests.pii.test_phonevalid import OTHER_REGIONS, plain_candidates
+from tests.pii.test_phonevalid import OTHER_REGIONS, plain_candidates, plus_candidates
 
 PURE = os.environ.get("GUARD_PURE_PYTHON") == "1"
 
@@ -59,3 +59,14 @@ def test_compiled_phone_validity_equals_its_plain_python_source(candidate: str) 
         return
     for region in PRESIDIO_REGIONS + OTHER_REGIONS:
         assert COMPILED_VALIDITY.verdict(region, digits) == PLAIN_VALIDITY.verdict(region, digits), (region, candidate)
+
+
+@settings(max_examples=500, deadline=None)
+@given(plus_candidates())
+def test_compiled_plus_verdict_equals_its_plain_python_source(candidate: str) -> None:
+    digits = phonevalid.plus_digits(candidate)
+    assert digits == PLAIN.plus_digits(candidate)
+    if digits is None:
+        return
+    assert COMPILED_VALIDITY.plus_parse(digits) == PLAIN_VALIDITY.plus_parse(digits), candidate
+    assert COMPILED_VALIDITY.plus_verdict(digits) == PLAIN_VALIDITY.plus_verdict(digits), candidate

@@ -195,28 +195,43 @@ def test_blank_pipeline_lemmas_are_lower_cased_token_text(analyzer: Analyzer) ->
     assert all(lemma in text.lower() for lemma in artifacts.lemmas if lemma.isascii())
 
 
-def test_context_scoring_runs_only_when_a_context_word_occurs(analyzer: Analyzer,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_context_scoring_tokenizes_only_when_a_context_word_occurs_in_the_text(
+        analyzer: Analyzer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Presidio's enhancer (and spaCy) runs only for results whose recognizer's context word
+    occurs in the text but not in the JSON key's words; a key word decides without tokens."""
     calls: list[str] = []
-    original = analyzer.engine._enhance_using_context
+    enhancer = analyzer._enhancer
+    original = enhancer.enhance_using_context
+    tokenized: list[str] = []
+    process_text = analyzer.nlp_engine.process_text
 
-    def spy(text: str, *args: Any, **kwargs: Any) -> Any:
-        calls.append(text)
-        return original(text, *args, **kwargs)
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["text"])
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(analyzer.engine, "_enhance_using_context", spy)
+    def tokenize(text: str, language: str) -> Any:
+        tokenized.append(text)
+        return process_text(text, language)
+
+    monkeypatch.setattr(enhancer, "enhance_using_context", spy)
+    monkeypatch.setattr(analyzer.nlp_engine, "process_text", tokenize)
     assert analyzer._context_shortcut
     cases = [("ORD-2024-000981", ("order",), False),          # a phone match, no phone context word
-             ("ORD-2024-000981", ("phone",), True),           # context word from the JSON key
+             ("ORD-2024-000981", ("phone",), False),          # context word from the JSON key: no tokens
+             ("ORD-2024-000981", ("telephones",), False),     # ... as a substring of a key word
              ("Order ORD-2024-000981 - call us", (), True),   # context word in the text
+             ("phone ORD-2024-000981", ("phone",), False),    # both: the key word decides
              ("ref EMP-004211", (), False),                   # custom recognizer, no context word
-             ("Staff EMP-004211", (), True)]                  # custom recognizer context word
+             ("Staff EMP-004211", (), True),                  # custom recognizer context word
+             ("ref EMP-004211", ("staff",), False)]           # ... in the key
     for text, ctx, enhanced in cases:
         calls.clear()
+        tokenized.clear()
         fast = sorted(map(result_key, analyzer.analyze(text, ctx)))
-        assert fast == sorted(map(result_key, analyzer.analyze_naive(text, ctx))), text
-        assert fast, text
         assert bool(calls) is enhanced, text
+        assert (text in tokenized) is enhanced, text
+        assert fast, text
+        assert fast == sorted(map(result_key, analyzer.analyze_naive(text, ctx))), text
 
 
 def test_context_scoring_always_runs_with_pipeline_components() -> None:

@@ -222,3 +222,34 @@ def test_every_example_number_of_every_region_per_region() -> None:
     assert any(sum(c.isdigit() for c in p) < 9 for p in international)
     for text in international:
         assert _spans(FAST._matches(text, 1)) == _spans(FAST._stock_matches(text, 1)), text
+
+
+# -- the probe decides international attempts itself (module docstring, 6) ----------------------
+
+_glued = st.lists(st.one_of(plus_candidates, mutated_phones(), st.sampled_from(EXAMPLE_PHONES)), min_size=1,
+                  max_size=4).flatmap(
+    lambda parts: st.lists(st.sampled_from(["/", " / ", " - ", "-", " ", ". ", "(", ") ", ", ", " x", "/+", ""]),
+                           min_size=len(parts), max_size=len(parts))
+    .map(lambda seps: "".join(p + s for p, s in zip(parts, seps, strict=True))))
+
+
+@_slow_ok(500)
+@given(_glued, st.one_of(st.just(65535), st.integers(0, 6)))
+def test_international_numbers_glued_to_others_match_per_region_like_the_library(text: str, max_tries: int) -> None:
+    # A region that matches a whole candidate while the probe matched an international number
+    # inside it resumes elsewhere than the probe: it must leave the probe's path there.
+    assert _spans(FAST._matches(text, 1, max_tries)) == _spans(FAST._stock_matches(text, 1, max_tries)), text
+
+
+def test_the_probe_matches_only_international_attempts_it_verified() -> None:
+    text = "call +1 (212) 555-0187 or 020 7946 0958"
+    verifier = PhoneNumberMatcher(text, "US", leniency=1)
+    probe = _Probe(text, 1, 65535, verifier._parse_and_verify)
+    found = list(probe)
+    assert [(m.start, m.end) for m in found] == [(5, 22)]
+    assert [a.candidate for a in probe.attempts if a.decided] == ["+1 (212) 555-0187"]
+    assert found == probe.decided
+    # without a verifier the probe matches nothing and walks into the number's inner groups
+    plain = _Probe(text, 1, 65535)
+    assert list(plain) == []
+    assert len(plain.attempts) > len(probe.attempts)

@@ -19,8 +19,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import Leniency, PhoneNumberMatcher, phonenumbermatcher, phonenumberutil
 
+from guard.pii import phone
 from guard.pii.phone import PrunedPhoneRecognizer
-from guard.pii.scan.phonevalid import PLAIN_SEPARATORS, PhoneValidity, plain_digits
+from guard.pii.scan.phonevalid import PLAIN_SEPARATORS, PhoneValidity, plain_digits, plus_digits
 from tests.pii.machine_data import EXAMPLE_PHONES, PRESIDIO_REGIONS
 
 VALIDITY = PhoneValidity()
@@ -136,6 +137,11 @@ AUDITED = {
     "_is_national_prefix_present_if_required": (phonenumbers.phonenumbermatcher._is_national_prefix_present_if_required,
                                                 "37d0807934e6"),
     "_choose_formatting_pattern_for_number": (phonenumberutil._choose_formatting_pattern_for_number, "08b6398e56cc"),
+    # the plus path (PhoneValidity.plus_parse)
+    "_check_region_for_parsing": (phonenumberutil._check_region_for_parsing, "f39eb174fddc"),
+    "_is_viable_phone_number": (phonenumberutil._is_viable_phone_number, "2b4cb36ff0c4"),
+    "_extract_possible_number": (phonenumberutil._extract_possible_number, "102c591aa7ba"),
+    "_normalize": (phonenumberutil._normalize, "7764d5985eaa"),
 }
 
 
@@ -144,3 +150,63 @@ def test_mirrored_library_steps_are_the_audited_ones(name: str) -> None:
     function, expected = AUDITED[name]
     digest = hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:12]
     assert digest == expected, f"phonenumbers changed {name}: re-audit guard/pii/scan/phonevalid.py ({digest})"
+
+
+# -- plain international candidates: a plus sign, then a plain candidate -------------------------
+
+@st.composite
+def plus_candidates(draw: st.DrawFn) -> str:
+    """``+`` then digits starting with a country code (or not), split by plain separators."""
+    code = draw(st.sampled_from(["1", "44", "49", "33", "972", "91", "55", "39", "7", "86", "61", "378", "262", "800",
+                                 "882", "979", "0", "00", "011", "2", "42", "999", ""]))
+    body = draw(st.text(alphabet="0123456789", min_size=0, max_size=16))
+    out = []
+    for i, c in enumerate(code + body):
+        if i and draw(st.integers(0, 4)) == 0:
+            out.append(draw(st.sampled_from([" ", "-", ".", "/", " - ", ") ", "(", " ("])))
+        out.append(c)
+    return draw(st.sampled_from(["+", "+ ", "+(", "+-"])) + "".join(out)
+
+
+def _check_plus(candidate: str, regions: tuple[str, ...]) -> None:
+    digits = plus_digits(candidate)
+    if digits is None or not reaches_parse(candidate):
+        return
+    assert (VALIDITY.plus_parse(digits) is not None) is phone._international(candidate), candidate
+    if not phone._international(candidate):
+        return  # region-dependent: not decided from metadata
+    got = RECOGNIZER._plus_match(candidate, 0, digits)
+    for region in regions:
+        expected = library(region, candidate)
+        assert got == expected, (region, candidate, expected, got)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(plus_candidates())
+def test_plus_verdict_equals_phonenumbers_in_every_presidio_region(candidate: str) -> None:
+    _check_plus(candidate, PRESIDIO_REGIONS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(plus_candidates())
+def test_plus_verdict_equals_phonenumbers_in_other_regions(candidate: str) -> None:
+    _check_plus(candidate, OTHER_REGIONS)
+
+
+def test_plus_verdict_on_every_example_number() -> None:
+    checked = 0
+    for text in EXAMPLE_PHONES:
+        national = text.lstrip("+")
+        for candidate in ("+" + national, "+" + national.replace(" ", ""), "+ " + national, "+0" + national):
+            if plus_digits(candidate) is not None:
+                _check_plus(candidate, PRESIDIO_REGIONS)
+                checked += 1
+    assert checked > 1000
+
+
+def test_plus_candidates_are_a_plus_then_a_plain_candidate() -> None:
+    assert plus_digits("+1 (212) 555-0187") == "12125550187"
+    for outside in ("1 212 555 0187", "++1 212 555 0187", "+1 212 555 0187 x1", "(+1) 212 555 0187", "\uff0b1 212",
+                    "+" + "2" * 250, "+12"):
+        assert plus_digits(outside) is None, outside
+    assert plus_digits("+" + "2" * 249) is not None

@@ -92,3 +92,30 @@ def test_missing_is_a_superset_check() -> None:
     assert missing([Detection("PHONE_NUMBER", 0, 12, 0.4)], stock) == stock  # lower score
     assert missing([Detection("PHONE_NUMBER", 0, 11, 0.75)], stock) == stock  # other span
     assert missing([], stock) == stock
+
+
+def _context_vocabulary() -> list[str]:
+    """Every context word of every predefined recognizer (stock configuration), some in upper
+    case, inside longer words and with a non-ASCII twist: what the context decision reads."""
+    words: set[str] = set()
+    for rec in Analyzer().recognizers:
+        words.update(rec.context or ())
+    base = sorted(words)
+    return base + [w.upper() for w in base[::3]] + [f"x{w}s" for w in base[1::4]] + ["Kard", "\u212aey"]
+
+
+_CONTEXT_WORDS = _context_vocabulary()
+_VALUES = ["+1 (212) 555-0187", "4111-1111-1111-1111", "078-05-1120", "alice@example.com", "2024-01-31",
+           "GB82 WEST 1234 5698 7654 32", "10.0.0.1", "https://example.com", "ORD-2024-000981", "  ", "\n"]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(_CONTEXT_WORDS), st.sampled_from(_VALUES),
+                          st.sampled_from(["a", "the", "of", ":", "-", "\u0130", "\u03a3"])), max_size=14)
+       .map(" ".join),
+       st.lists(st.sampled_from([*_CONTEXT_WORDS, "order", "id", "notes"]), max_size=3).map(tuple))
+def test_context_words_in_text_or_key_score_like_stock_presidio(
+        full_analyzer: Analyzer, stock_all: StockPresidio, text: str, ctx: tuple[str, ...]) -> None:
+    """The context decision (key words decide without tokenizing, text words go to Presidio's
+    enhancer) against stock Presidio: identical detections and scores."""
+    assert_superset(full_analyzer, stock_all, [(text, ctx)])

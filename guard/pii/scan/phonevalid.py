@@ -64,6 +64,14 @@ def plain_digits(candidate: str) -> str | None:
     return digits if len(digits) >= 3 else None
 
 
+def plus_digits(candidate: str) -> str | None:
+    """The digits after the plus sign of an international plain candidate -- ``+`` then a
+    plain candidate, at most 250 characters in all (``parse``'s input limit) -- or ``None``."""
+    if len(candidate) > 250 or not candidate.startswith("+"):
+        return None
+    return plain_digits(candidate[1:])
+
+
 class _ParseFailed(Exception):
     """Where ``parse`` raises ``NumberParseException``."""
 
@@ -226,6 +234,46 @@ class PhoneValidity:
         if source_default and not self._national_prefix_present(country_code, national, digits):
             return None
         return country_code, national
+
+    def plus_parse(self, digits: str) -> tuple[int, str] | None:
+        """``parse("+" + plain, None, keep_raw_input=True)`` for an international plain candidate
+        with these digits (:func:`plus_digits`): ``(country code, national significant number)``,
+        or ``None`` where it raises.
+
+        The candidate starts with the plus sign (kept by ``_extract_possible_number``), so the
+        region check passes without a region and ``_maybe_strip_i18n_prefix_and_normalize``
+        strips the plus and keeps the digits; ``_maybe_extract_country_code`` then needs more
+        than two digits and a known country code among the first three (without one, ``parse``
+        retries the digits after the plus with the default region: ``None`` has no metadata, so
+        it raises). The rest is :meth:`_parse` after a country code was found, with the metadata
+        of that code's main region. The outcome is the same for every default region (the code,
+        not the region, picks the metadata).
+        """
+        if len(digits) <= _MIN_LENGTH_FOR_NSN:
+            return None  # TOO_SHORT_AFTER_IDD
+        country_code, national = _split_country_code(digits)
+        if country_code == 0:
+            return None  # INVALID_COUNTRY_CODE
+        metadata = self._for_calling_code(country_code, _main_region(country_code))
+        if metadata is None:  # parse asserts this cannot happen
+            return None
+        if len(national) < _MIN_LENGTH_FOR_NSN:
+            return None
+        potential, _ = metadata.strip_national_prefix(national)
+        if metadata.length(potential) not in (_TOO_SHORT, _LOCAL_ONLY, _INVALID_LENGTH):
+            national = potential
+        if not _MIN_LENGTH_FOR_NSN <= len(national) <= _MAX_LENGTH_FOR_NSN:
+            return None
+        return country_code, national
+
+    def plus_verdict(self, digits: str) -> tuple[int, str] | None:
+        """:meth:`verdict` of an international plain candidate, in any region: the country code
+        came with the plus sign, so VALID verification is ``is_valid_number`` alone (no national
+        prefix is required, no ``x`` occurs)."""
+        parsed = self.plus_parse(digits)
+        if parsed is None or not self._is_valid(*parsed):
+            return None
+        return parsed
 
     # -- parse -------------------------------------------------------------------------------
 
