@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -294,6 +294,8 @@ def parse(raw: Mapping[str, Any], source: Path | None = None) -> Settings:
     tracing = parse_tracing(ct.table(raw, "tracing", "", problems), problems, present="tracing" in raw)
     if problems:
         raise ConfigError(problems.items)
+    if not audit.replica and cluster.replica_id:
+        audit = replace(audit, replica=cluster.replica_id)  # one name per replica, in Redis and audit
     return Settings(server=server, upstreams=upstreams, auth=auth, policy=policy, tls=tls, pii=pii,
                     audit=audit, cluster=cluster, tracing=tracing, source=source)
 

@@ -69,8 +69,9 @@ class AuditSettings:
     """``durability = "group"``: longest wait for a group commit, in milliseconds."""
     replica: str = ""
     """This guard's replica id, in every record (``guard.replica``) and file header, so a
-    fleet's chains stay apart in a SIEM and in ``guard audit verify|report``. Empty: the
-    environment variable ``GUARD_REPLICA``, else the host name (the pod name on Kubernetes)."""
+    fleet's chains stay apart in a SIEM and in ``guard audit verify|report``. Empty: ``[cluster]
+    replica_id`` when set, else the environment variable ``GUARD_REPLICA``, else the host name
+    (the pod name on Kubernetes)."""
 
 
 def parse_audit(raw: Mapping[str, Any], problems: ct.Problems, base_dir: Path,
