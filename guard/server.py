@@ -152,14 +152,17 @@ class GuardApp:
         name = websocket.path_params["name"]
         addr = _client_addr(websocket)
         upstream_settings = settings.upstreams.get(name)
-        if upstream_settings is None:
+        if upstream_settings is None:  # the name is the client's text: not recorded
+            await self._handshake_refused(None, addr, 404, "unknown_upstream")
             await _deny(websocket, 404, "unknown_upstream", f"no upstream named {name[:64]!r}")
             return
         if self.draining:
+            await self._handshake_refused(name, addr, 503, "shutting_down")
             await _deny(websocket, 503, "shutting_down", "server shutting down", {"Retry-After": "5"})
             return
         offered = websocket.scope.get("subprotocols") or []
         if SUBPROTOCOL not in offered:
+            await self._handshake_refused(name, addr, 400, "subprotocol_required")
             await _deny(websocket, 400, "subprotocol_required",
                         "the WebSocket subprotocol 'mcp' is required (Sec-WebSocket-Protocol: mcp)")
             return
@@ -193,6 +196,7 @@ class GuardApp:
         settings = self.runtime.settings
         breaker = self.runtime.breakers.get(name)
         if breaker is not None and not breaker.accepts_connections():  # never takes the half-open probe
+            await self._handshake_refused(name, _client_addr(websocket), 503, "circuit_open")
             await _deny(websocket, 503, "circuit_open", "upstream temporarily unavailable (circuit open)",
                         {"Retry-After": "5"})
             return
@@ -207,6 +211,11 @@ class GuardApp:
         client = StarletteClient(websocket)
         relay = self.new_relay(info, upstream, client, key)
         await self.run_relay(relay, info, upstream, websocket=client)
+
+    async def _handshake_refused(self, name: str | None, addr: str, status: int, reason: str) -> None:
+        """A handshake refused before the session existed still leaves a ``deny`` record (issue 15)."""
+        await self.runtime.pipeline.emit(Event(EventKind.PROTOCOL_ERROR, server=name, client_addr=addr,
+                                               code=status, reason=reason))
 
     async def start_upstream(self, info: SessionInfo, upstream: Upstream, key: str) -> None:
         """Start a session's upstream and announce the session (``connect`` event).

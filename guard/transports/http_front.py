@@ -291,6 +291,7 @@ class HttpFront:
                           message: Message, text: str, json_ok: bool, sse_ok: bool) -> Response:
         opened = await self.sessions.open(name, addr, principal, key, Mode.SESSION)
         if isinstance(opened, Refusal):
+            await self._refused(name, addr, opened)
             return json_error(opened, message.id, _retry_after(opened))
         session = opened
 
@@ -371,6 +372,7 @@ class HttpFront:
         state = message.params.get("requestState")
         leased = await self.pools.lease(name, addr, principal, key, state if isinstance(state, str) else None)
         if isinstance(leased, Refusal):
+            await self._refused(name, addr, leased)
             return json_error(leased, message.id, _retry_after(leased))
         session = leased
         settled = False
@@ -466,6 +468,7 @@ class HttpFront:
     async def _sse_open(self, request: Request, name: str, addr: str, principal: Principal, key: str) -> Response:
         opened = await self.sessions.open(name, addr, principal, key, Mode.STREAM)
         if isinstance(opened, Refusal):
+            await self._refused(name, addr, opened)
             return json_error(opened, None, _retry_after(opened))
         session = opened
         exchange = Exchange(None, streaming=True, capacity=session.client.capacity)
@@ -494,6 +497,13 @@ class HttpFront:
         """A body refused before it became a message still leaves an audit trail, as over WebSocket."""
         await self.app.runtime.pipeline.emit(Event(EventKind.PROTOCOL_ERROR, server=name, client_addr=addr,
                                                    code=int(code), reason=reason))
+
+    async def _refused(self, name: str, addr: str, refusal: Refusal) -> None:
+        """A session guard would not open (connection caps, drain, open breaker, upstream down)
+        is a message that never reached its destination: it leaves a ``deny`` record too."""
+        data = refusal.data if isinstance(refusal.data, dict) else {}
+        reason = data.get("reason")
+        await self._protocol_error(name, addr, refusal.status, reason if isinstance(reason, str) else "refused")
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)

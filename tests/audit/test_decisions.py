@@ -87,3 +87,29 @@ async def test_server_to_client_id_clash_is_recorded_as_deny(tmp_path: Path) -> 
     clash = decision_of(denials(tmp_path), "duplicate_id")
     assert clash["guard"]["direction"] == "server_to_client" and clash["guard"]["decision"]["stage"] == "session"
     assert clash["guard"]["rpc"]["method"] == "elicitation/create"
+
+
+@pytest.mark.e2e
+async def test_refused_handshakes_and_http_sessions_are_recorded_as_deny(tmp_path: Path) -> None:
+    """A client that never got a session (no subprotocol, an unknown upstream, over its session
+    cap on the HTTP front door) still leaves a ``deny`` record an auditor can query."""
+    import httpx
+    from websockets.exceptions import InvalidStatus
+
+    from tests.front.helpers import legacy_init, open_session, post_headers
+
+    async with running_guard(settings(tmp_path, max_connections_per_principal=1)) as base:
+        with pytest.raises(InvalidStatus):
+            async with connect(f"{base}/mcp/s"):  # no "mcp" subprotocol
+                pass
+        with pytest.raises(InvalidStatus):
+            async with connect(f"{base}/mcp/no-such-upstream-alice@example.com", subprotocols=["mcp"]):
+                pass
+        async with httpx.AsyncClient(base_url=base.replace("ws://", "http://"), timeout=30) as http:
+            await open_session(http, "/mcp/s")  # the only session this principal may hold
+            over = await http.post("/mcp/s", json=legacy_init(), headers=post_headers())
+            assert over.status_code == 429, over.text
+    shown = list(query.select([tmp_path / "audit"], query.Filters(decision="deny")))
+    reasons = {r["event"]["reason"] for r in shown}
+    assert {"subprotocol_required", "unknown_upstream", "too_many_connections_for_principal"} <= reasons, reasons
+    assert "alice@example.com" not in json.dumps(shown)  # an unknown upstream's name is the client's text
