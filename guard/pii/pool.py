@@ -144,17 +144,21 @@ def message_cost(items: list[Item]) -> int:
 class ServiceTime:
     """Measured analysis time per unit of cost, to predict when a backlog will be done.
 
-    The ratio of the summed turnarounds to the summed costs of the last :attr:`window`
-    analyses (before the first one: :data:`INITIAL_SECONDS_PER_COST`): the rate at which a
-    backlog of mixed messages drains. A sum ratio, not a mean of per-message ratios, so that a
-    tiny message delayed by a scheduler hiccup moves the estimate by its share of the work,
-    not by its own (huge) seconds-per-character.
+    The ratio of the summed service times to the summed costs of the last :attr:`window`
+    analyses (before the first one: :data:`INITIAL_SECONDS_PER_COST`): the rate at which an
+    analyzer drains a backlog of mixed messages. A sum ratio, not a mean of per-message ratios,
+    so that a tiny message delayed by a scheduler hiccup moves the estimate by its share of the
+    work, not by its own (huge) seconds-per-character.
 
-    A turnaround is measured as guard's event loop sees it: from the moment the request was at
-    the head of its analyzer's queue (sent to an idle analyzer, or the previous answer
-    processed) until its answer was processed. That includes what delays an answer besides
-    the analysis itself (CPU contention on a busy host, the pipe, the loop's own backlog),
-    which is what decides whether a queued message meets its deadline.
+    A service time is the wall time the analyzer itself spent on a message (an analyzer
+    process reports it with each answer; the thread measures its own call): it includes CPU
+    contention on a busy host, which slows the analyzer and so the backlog. It does not
+    include the time an answer waits for guard's event loop to read it: that delay is paid
+    once per loop turn by every answer read in that turn, not once per queued message, so
+    multiplying it by the queue length (as an estimate from turnarounds seen by the loop did)
+    overstates the backlog many times over exactly when the loop is busiest, in a burst, and
+    refuses messages that would have been analysed in time. A message whose answer comes late
+    anyway still fails closed at its deadline (``pii_timeout``).
     """
 
     def __init__(self, initial: float = INITIAL_SECONDS_PER_COST, window: int = 64) -> None:
@@ -247,23 +251,27 @@ class ThreadAnalysis(_Bounded):
         self._queued_cost += cost
 
         def done(future: asyncio.Future[Any], cost: int = cost) -> None:
-            now = time.monotonic()
-            self.service.record(now - self._running_since, cost)
+            if not future.cancelled() and future.exception() is None:
+                self.service.record(future.result()[1], cost)
             self._queued_cost -= cost
-            self._running_since = now
+            self._running_since = time.monotonic()
             self._release(future)
 
         future.add_done_callback(done)
         try:
-            return await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
+            detections, _ = await asyncio.wait_for(asyncio.shield(future), max(deadline - time.monotonic(), 0.0))
         except TimeoutError as exc:
             raise PIIUnavailable("pii_timeout") from exc
         except Exception as exc:
             log.error("PII analysis failed: %s", type(exc).__name__)
             raise PIIUnavailable("pii_error") from exc
+        return detections
 
-    def _analyze(self, items: list[Item]) -> list[list[Detection]]:
-        return self.cache.analyze(self.analyzer, items)
+    def _analyze(self, items: list[Item]) -> tuple[list[list[Detection]], float]:
+        """The detections and the seconds the analysis took (its service time)."""
+        started = time.perf_counter()
+        detections = self.cache.analyze(self.analyzer, items)
+        return detections, time.perf_counter() - started
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -296,16 +304,14 @@ class _Worker:
         assert stdin is not None
         stdin.write(frame((request_id, items)))
 
-    def answered(self, request_id: int) -> tuple[asyncio.Future[list[list[Detection]]], int, float] | None:
-        """The request's future and cost, and its turnaround (see :class:`ServiceTime`)."""
+    def answered(self, request_id: int) -> tuple[asyncio.Future[list[list[Detection]]], int] | None:
+        """The request's future and cost (``None`` if it was already failed)."""
         entry = self.outstanding.pop(request_id, None)
-        now = time.monotonic()
-        turnaround = now - self.running_since
-        self.running_since = now  # the next one, if any, starts now
+        self.running_since = time.monotonic()  # the next one, if any, runs from now at the latest
         if entry is None:
             return None
         self.queued_cost -= entry[1]
-        return entry[0], entry[1], turnaround
+        return entry
 
     def wait(self, service: ServiceTime, now: float) -> float:
         """Predicted seconds until this worker has finished everything sent to it."""
@@ -476,12 +482,12 @@ class ProcessAnalysis(_Bounded):
                 reply = None
             if reply is None:
                 break
-            request_id, detections, error = reply
+            request_id, detections, error, seconds = reply
             entry = worker.answered(request_id)
             if entry is None:
                 continue
-            future, cost, turnaround = entry
-            self.service.record(turnaround, cost)
+            future, cost = entry
+            self.service.record(seconds, cost)
             if future.done():
                 continue
             if error is not None:

@@ -5,7 +5,9 @@ pickle (the pipes are private to guard and this process):
 
 * in: first an :class:`~guard.pii.pool.AnalyzerSpec`, then requests ``(id, items)``;
 * out: first ``("ready", pid)`` once the analyzer is built, then per request, in order,
-  ``(id, detections, None)`` or ``(id, None, error type name)``.
+  ``(id, detections, None, seconds)`` or ``(id, None, error type name, seconds)``, where
+  ``seconds`` is the wall time this process spent on the request, from having read it to
+  having its answer framed (what guard's admission estimates a backlog from).
 
 The process exits when stdin closes (guard stopped or closed the pool, or died); it
 ignores SIGINT and SIGTERM (see :func:`main`). It never reads
@@ -21,6 +23,7 @@ import pickle
 import signal
 import struct
 import sys
+import time
 from typing import Any, BinaryIO
 
 HEADER = struct.Struct(">I")
@@ -77,13 +80,18 @@ def main(argv: list[str]) -> int:
         request = read_frame(stdin)
         if request is None:
             return 0
+        started = time.perf_counter()
         request_id, items = request
-        reply: tuple[Any, Any, str | None]
+        detections: Any = None
+        error: str | None = None
         try:
-            reply = (request_id, cache.analyze(analyzer, items), None)
+            detections = cache.analyze(analyzer, items)
         except Exception as exc:  # reported to guard, which fails the message closed
-            reply = (request_id, None, type(exc).__name__)
-        stdout.write(frame(reply))
+            error = type(exc).__name__
+        # The answer's own framing is part of the work; a write that blocks because guard is
+        # not reading is not (guard's loop delay is a latency, not a cost per queued message).
+        body = frame((request_id, detections, error, time.perf_counter() - started))
+        stdout.write(body)
         stdout.flush()
 
 
