@@ -21,8 +21,10 @@ session is ended with DELETE.
 
 Exit status and the one line on stderr that says why:
 
-* 0 — the host closed stdin (normal end);
-* 2 — usage: bad URL, no token available, unknown upstream;
+* 0 — the host closed stdin (normal end; answers to its last requests are still written,
+  for up to 30 s, so ``... | guard connect URL`` works on both transports);
+* 2 — usage: bad URL, no token available, unknown upstream (guard's 404 ``unknown_upstream``,
+  on both transports);
 * 3 — guard refused the token (401/403), after one refresh from the token source;
 * 4 — guard cannot be reached;
 * 5 — the connection to guard was lost after it worked.
@@ -183,6 +185,14 @@ def _refusal_text(status: int, body: bytes, challenge: str | None) -> str:
     return text[:200] or f"HTTP {status}"
 
 
+def _refusal_reason(body: bytes) -> str | None:
+    """The stable reason code in a refusal's JSON-RPC error ``data`` (``unknown_upstream``, ...)."""
+    with contextlib.suppress(ValueError, AttributeError, TypeError):
+        reason = (orjson.loads(body).get("error") or {}).get("data", {}).get("reason")
+        return reason if isinstance(reason, str) else None
+    return None
+
+
 # Streamable HTTP -------------------------------------------------------------------------------
 
 class HttpBridge:
@@ -316,6 +326,12 @@ class HttpBridge:
                     self._die(Exit(EXIT_REFUSED, f"guard refused the token from {self.tokens.describe()} "
                                                  f"({resp.status_code}): {reason}"))
                     return
+                if resp.status_code == 404 and resp.headers.get("content-type", "").startswith("application/json"):
+                    body = await resp.aread()
+                    if _refusal_reason(body) == "unknown_upstream":
+                        self._die(Exit(EXIT_USAGE, f"guard has no upstream at {self.url}: "
+                                                   f"{_refusal_text(404, body, None)}"))
+                        return  # otherwise (an expired session, ...) the read body is read again below
                 if resp.status_code == 404 and self.session_id is not None and message.get("method") != "initialize":
                     await resp.aread()
                     if not retried and await self._reinitialize():
@@ -463,6 +479,7 @@ async def run_websocket(url: str, tokens: TokenSource, extra: dict[str, str], st
         except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             raise Exit(EXIT_UNREACHABLE, f"cannot reach guard at {url} ({type(exc).__name__})") from None
     pending: set[Any] = set()
+    answered = asyncio.Event()  # set whenever no request is waiting for its answer
 
     async def upward() -> None:
         async for line in stdio.lines():
@@ -470,6 +487,7 @@ async def run_websocket(url: str, tokens: TokenSource, extra: dict[str, str], st
                 message = orjson.loads(line)
                 if isinstance(message, dict) and "method" in message and "id" in message:
                     pending.add(message["id"])
+                    answered.clear()
             await ws.send(line)
 
     async def downward() -> None:
@@ -480,16 +498,26 @@ async def run_websocket(url: str, tokens: TokenSource, extra: dict[str, str], st
                 if isinstance(message, dict) and "method" not in message:
                     pending.discard(message.get("id"))
             stdio.send(text)
+            if not pending:
+                answered.set()
 
     up = asyncio.create_task(upward())
     down = asyncio.create_task(downward())
     try:
         done, _ = await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
+        if up in done and up.exception() is None and pending and not down.done():
+            # The host closed stdin after its last request (``... | guard connect URL``): its
+            # answers still go to stdout, as over HTTP, within the same 30 s.
+            drained = asyncio.create_task(answered.wait())
+            await asyncio.wait({down, drained}, timeout=30, return_when=asyncio.FIRST_COMPLETED)
+            drained.cancel()
+            done = {up, down} if down.done() else {up}
     finally:
         for task in (up, down):
             task.cancel()
-    if up in done and up.exception() is None:
-        await ws.close()
+    if up in done and up.exception() is None and not (down in done and pending):
+        with contextlib.suppress(ConnectionClosed):
+            await ws.close()
         return EXIT_OK
     detail = f"{ws.close_code} {ws.close_reason or ''}".strip() if ws.close_code is not None else "no close frame"
     for request_id in pending:

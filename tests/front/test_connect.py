@@ -20,7 +20,7 @@ import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
 from guard.auth.cli import mint_dev_token
-from guard.connect import EXIT_LOST, EXIT_REFUSED, EXIT_UNREACHABLE
+from guard.connect import EXIT_LOST, EXIT_OK, EXIT_REFUSED, EXIT_UNREACHABLE, EXIT_USAGE
 from guard.devkeys import load_dev_signing_key
 from tests.e2e.clients import direct
 from tests.e2e.test_full_stack import stack
@@ -155,3 +155,21 @@ async def test_token_command_supplies_the_token_and_a_failing_command_exits_2(tm
         code, _, err = await run_bridge(url, "--token-command", failing, stdin=line)
     assert code == 2, err
     assert "the token command exited 7 without printing a token" in err
+
+
+@pytest.mark.parametrize("scheme", ["http", "ws"])
+async def test_unknown_upstream_exits_2_and_a_closed_stdin_exits_0(scheme: str) -> None:
+    """A typo in the upstream name is a usage error on both transports, said once on stderr."""
+    cfg: dict[str, Any] = {**stdio_config(), "server": {"port": free_port()}}
+    async with running_guard(cfg) as base:
+        root = http(base) if scheme == "http" else base
+        init = (json.dumps(legacy_init()) + "\n").encode()
+        code, out, err = await run_bridge(root + "/mcp/demoo", stdin=init)
+        assert code == EXIT_USAGE, err
+        assert "demoo" in err and err.count("\n") == 1
+        if scheme == "http":  # the host's pending initialize was answered before the exit
+            assert json.loads(out.decode().splitlines()[0])["error"]["code"] == -31004
+        initialized = b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n'
+        code, out, err = await run_bridge(root + "/mcp/demo", stdin=init + initialized)
+        assert code == EXIT_OK, err
+        assert "result" in json.loads(out.decode().splitlines()[0])
