@@ -7,7 +7,7 @@ Endpoints:
   with an HTTP status and a plain-text reason (ASGI WebSocket Denial Response):
   unknown upstream 404, subprotocol ``mcp`` not offered 400, authentication 401/403.
 * ``/healthz`` — liveness; ``/readyz`` — readiness of this replica (its own dependencies:
-  policy, keys, audit, PII analyzers, Redis with ``[cluster]``); ``/readyz?upstream=NAME`` —
+  policy, audit, PII analyzers, Redis with ``[cluster]``); ``/readyz?upstream=NAME`` —
   one upstream's health, a separate signal so that one dead upstream does not take every
   replica out of a load balancer's pool (docs/operators.md, "Fleet: readiness").
 """
@@ -312,7 +312,7 @@ class GuardApp:
         return JSONResponse({"status": "ok"})
 
     async def readyz(self, request: Request) -> Response:
-        """Readiness of this replica: its own checks (policy, keys, audit, PII, Redis), not the upstreams'.
+        """Readiness of this replica: its own checks (policy, audit, PII, Redis), not the upstreams'.
 
         ``?upstream=NAME`` answers for one upstream instead: reachable and breaker not open
         (200), else 503; an unknown name is 404. Each answer also sets
