@@ -8,6 +8,7 @@ WebSocket, the scripted stdio upstream, the audit file read back.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -113,3 +114,25 @@ async def test_refused_handshakes_and_http_sessions_are_recorded_as_deny(tmp_pat
     reasons = {r["event"]["reason"] for r in shown}
     assert {"subprotocol_required", "unknown_upstream", "too_many_connections_for_principal"} <= reasons, reasons
     assert "alice@example.com" not in json.dumps(shown)  # an unknown upstream's name is the client's text
+
+
+@pytest.mark.e2e
+async def test_late_answer_to_a_cancelled_export_is_recorded_as_the_export_not_as_the_reused_id(
+        tmp_path: Path) -> None:
+    """Issue 12 item 10 in the record: the export's late answer is a deny (``request_cancelled``)
+    under the export's method, never an allowed answer of the harmless call that reused id 1."""
+    async with running_guard(settings(tmp_path)) as base, \
+            connect(f"{base}/mcp/s", subprotocols=["mcp"]) as ws:
+        await ws.send(json.dumps(req(1, "test/slow", {"seconds": 0.5})))
+        await ws.send(json.dumps({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}))
+        for _ in range(100):  # id 1 stays reserved until the export's answer came (and was dropped)
+            answer = await call(ws, req(1, "tools/call", {"name": "harmless"}))
+            if "result" in answer:
+                break
+            await asyncio.sleep(0.1)
+        assert answer["result"]["params"] == {"name": "harmless"}
+    late = decision_of(denials(tmp_path), "request_cancelled")
+    assert late["guard"]["direction"] == "server_to_client" and late["guard"]["rpc"]["method"] == "test/slow"
+    answers = [r for r in reader.records([tmp_path / "audit"])
+               if r["guard"].get("direction") == "server_to_client" and r["guard"].get("rpc", {}).get("id") == "1"]
+    assert [r["guard"]["rpc"]["method"] for r in answers if not query.is_denied(r)] == ["tools/call"]

@@ -83,7 +83,7 @@ async def upstream_raw_result(ws: ClientConnection, rid: int, text: str) -> dict
     return await call(ws, req(rid, "test/raw_result", {"text": text}))
 
 
-@pytest.mark.parametrize("transport", ["stdio", "streamable-http"])
+@pytest.mark.parametrize("transport", ["stdio", "websocket", "streamable-http"])
 @pytest.mark.parametrize("text", ['{"big":123456789012345678901234567890,"x":1e400}', '{"x":-1E+999}',
                                   '{"s":"x\\ud800"}', '{"\\udc00":1}'],
                          ids=["big-int-and-1e400", "1e400", "lone-surrogate", "surrogate-key"])
@@ -104,7 +104,7 @@ async def test_invalid_utf8_from_a_stdio_upstream_is_an_error_for_its_id_not_rep
         assert "result" in await call(ws, req(4, "ping"))
 
 
-@pytest.mark.parametrize("transport", ["stdio", "streamable-http"])
+@pytest.mark.parametrize("transport", ["stdio", "websocket", "streamable-http"])
 async def test_every_transport_reads_big_integers_and_ids_exactly(transport: str, tmp_path: Path) -> None:
     big = 2**70 + 1
     async with guard_for(transport, tmp_path) as (url, _), connect_from(url) as ws:

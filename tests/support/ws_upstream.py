@@ -2,8 +2,11 @@
 
 ``python ws_upstream.py PORT [--strict]`` serves ws://127.0.0.1:PORT/ (subprotocol mcp) until
 killed. Every request is answered with its params as text content, except ``test/hang``
-(never answered). With ``--strict`` a connection must send ``initialize`` before anything
-else, like a legacy-era MCP server (error -32002 otherwise).
+(never answered) and ``test/raw_result`` (``params.text`` written verbatim as the result, raw
+JSON text: a lone surrogate escape, ``1e400``, a >64-bit integer) and ``test/deep`` (a
+result whose ``structuredContent`` nests ``params.levels`` objects around a phone number).
+With ``--strict`` a connection must send ``initialize`` before anything else, like a
+legacy-era MCP server (error -32002 otherwise).
 """
 
 import asyncio
@@ -28,6 +31,15 @@ async def handler(ws):
             await ws.send(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}))
             continue
         if method == "test/hang":
+            continue
+        rid = json.dumps(msg["id"])
+        if method == "test/deep":
+            levels = msg["params"]["levels"]
+            deep = '{"a":' * levels + '"call +1 (212) 555-0187"' + "}" * levels
+            await ws.send(f'{{"jsonrpc":"2.0","id":{rid},"result":{{"content":[],"structuredContent":{deep}}}}}')
+            continue
+        if method == "test/raw_result":
+            await ws.send(f'{{"jsonrpc":"2.0","id":{rid},"result":{msg["params"]["text"]}}}')
             continue
         if STRICT and not initialized:
             error = {"code": -32002, "message": "not initialized"}
