@@ -36,6 +36,14 @@ they are so the schema stays valid and the tool keeps its interface; ``title``,
 Consecutive text blocks of one ``content`` list get the same ``block`` group so that a
 value split across them can be found (:mod:`guard.pii.protect` analyses the seams).
 
+A tool result with ``structuredContent`` SHOULD also carry it serialized in a text block (MCP
+2025-06-18 and later, "Structured Content"). When the result's only text block is exactly
+that (its text parses, without duplicate keys or ``NaN``, to the same values of the same
+types in the same order: compared as canonical JSON), the copy is not walked a second time:
+``structuredContent`` is walked once and the text is rewritten from its protected form in the
+text's own style. Anything else in the text (a duplicate key, one value that differs, a
+second text block) makes it an ordinary string, walked as such.
+
 Limits (issue 12 item 15): nesting deeper than :data:`MAX_DEPTH` raises
 :class:`Unscannable`; the stage rejects such a message whatever ``fail_open`` says.
 
@@ -55,6 +63,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from guard.errors import PIIError
 from guard.jsonrpc import Kind
@@ -281,19 +291,43 @@ class _Run:
     def protocol(self, value: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
         out: dict[str, Any] | None = None
         blob_holder = value.get("type") in ("image", "audio") or "blob" in value
+        mirror = _mirrored_block(value) if "structuredContent" in value else None
         for i, (k, child) in enumerate(value.items()):
             if k in STRUCTURAL:
                 continue
             child_path = f"{path}{_key_segment(k, i)}"
             if (k == "blob" or (k == "data" and blob_holder)) and isinstance(child, str):
                 new: Any = self.blob(child, child_path, k, depth) if self.scan_blobs else child
+            elif k == "content" and mirror is not None:
+                new = self.content_but_mirror(child, child_path, mirror, depth)
             else:
                 new = self.value(child, child_path, k, self.child_mode(k, child), depth)
             if new is not child:
                 if out is None:
                     out = dict(value)
                 out[k] = new
+        if mirror is not None and out is not None and out.get("structuredContent") is not value["structuredContent"]:
+            content = list(out["content"])
+            block = content[mirror]
+            content[mirror] = {k: _dumps_like(out["structuredContent"], v) if k == "text" else v
+                               for k, v in block.items()}
+            out["content"] = content
         return value if out is None else out
+
+    def content_but_mirror(self, content: list[Any], path: str, mirror: int, depth: int) -> list[Any]:
+        """``content`` walked except the text of block ``mirror`` (``structuredContent`` serialized)."""
+        block = content[mirror]
+        bare = {k: v for k, v in block.items() if k != "text"}
+        walked = self.value([*content[:mirror], bare, *content[mirror + 1:]], path, "content", PROTOCOL, depth)
+        out: list[Any] | None = None
+        for i, new in enumerate(walked):
+            if i == mirror:
+                new = block if new is bare else {k: v if k == "text" else new[k] for k, v in block.items()}
+            if new is not content[i]:
+                if out is None:
+                    out = list(content)
+                out[i] = new
+        return content if out is None else out
 
     def meta(self, value: dict[str, Any], path: str, depth: int) -> dict[str, Any]:
         out: dict[str, Any] | None = None
@@ -402,6 +436,47 @@ class _Run:
             return value
         new = self.text(decoded, path + "<base64>", key, depth + 1)
         return value if new is decoded else base64.b64encode(new.encode("utf-8")).decode("ascii")
+
+
+def _mirrored_block(result: dict[str, Any]) -> int | None:
+    """Index of the result's only text block if its text is ``structuredContent`` serialized.
+
+    Equal means the same canonical JSON (orjson) of the text parsed with the standard library
+    (duplicate keys and ``NaN``/``Infinity`` refused) and of ``structuredContent``: same keys in
+    the same order, same strings, numbers of the same type and value. A copy that differs in
+    anything (a number written as an integer in one and a float in the other, a key the other
+    lacks) is not a mirror and is walked as any string.
+    """
+    structured = result["structuredContent"]
+    content = result.get("content")
+    if not isinstance(structured, dict) or not structured or not isinstance(content, list):
+        return None
+    found: int | None = None
+    for i, block in enumerate(content):
+        if isinstance(block, dict) and block.get("type") == "text":
+            if found is not None:
+                return None  # several text blocks: walked as such (their seams are analysed together)
+            found = i
+    if found is None:
+        return None
+    text = content[found].get("text")
+    if not isinstance(text, str) or len(text) > MAX_EMBEDDED_JSON:
+        return None
+    body = text.strip()
+    if body[:1] != "{" or body[-1:] != "}":
+        return None
+    try:
+        doc = json.loads(body, object_pairs_hook=_distinct_object, parse_constant=_no_constant)
+        return found if orjson.dumps(doc) == orjson.dumps(structured) else None
+    except (ValueError, TypeError, RecursionError, orjson.JSONEncodeError):
+        return None
+
+
+def _distinct_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("duplicate key")
+    return obj
 
 
 def _unique(items: list[tuple[str, Any]]) -> list[tuple[str, Any]]:

@@ -300,3 +300,45 @@ def test_text_that_only_looks_like_json_is_plain_text() -> None:
     out, seen = run(res({"content": [{"type": "text", "text": "{not json " + V + "}"}]}))
     assert seen == ["$.result.content[0].text"]
     assert out["result"]["content"][0]["text"] == "{not json X}"
+
+
+def structured_result(structured: dict[str, Any], text: str, *extra_blocks: dict[str, Any]) -> dict[str, Any]:
+    return res({"content": [{"type": "text", "text": text, "annotations": {"audience": ["user"]}}, *extra_blocks],
+                "structuredContent": structured})
+
+
+def test_the_text_copy_of_structured_content_is_walked_once_and_rewritten_alike() -> None:
+    structured = {"rows": [{"email": V, "n": 1.5, "ok": True}], "note": "é"}
+    styles: list[dict[str, Any]] = [{}, {"indent": 2}, {"separators": (",", ":")}]
+    for text in (json.dumps(structured, **style) for style in styles):
+        out, seen = run(structured_result(structured, text))
+        assert seen == ["$.result.structuredContent.rows[0].email", "$.result.structuredContent.note"]
+        protected = {"rows": [{"email": "X", "n": 1.5, "ok": True}], "note": "é"}
+        assert out["result"]["structuredContent"] == protected
+        block = out["result"]["content"][0]
+        assert json.loads(block["text"]) == protected and block["annotations"] == {"audience": ["user"]}
+        assert block["text"] == text.replace(V, "X")  # in the text's own style (indent, separators, escapes)
+    payload = structured_result({"a": "nothing here"}, '{"a": "nothing here"}')
+    out, seen = run(payload)
+    assert out is payload and seen == ["$.result.structuredContent.a"]
+
+
+@pytest.mark.parametrize(("structured", "text"), [
+    ({"note": "x"}, '{"note": "' + V + '", "note": "x"}'),  # a duplicate key hides a value from structuredContent
+    ({"card": 4111111111111111.0}, '{"card": 4111111111111111}'),  # equal in Python, not the same JSON
+    ({"a": 1, "b": 2}, '{"b": 2, "a": 1, "c": "' + V + '"}'),  # one more key
+    ({"flag": 1, "e": "x"}, '{"flag": true, "e": "' + V + '"}'),  # True == 1 in Python
+], ids=["duplicate-key", "int-vs-float", "extra-key", "bool-vs-int"])
+def test_a_text_copy_that_differs_in_anything_is_walked_as_text(structured: dict[str, Any], text: str) -> None:
+    out, seen = run(structured_result(structured, text))
+    assert any(path.startswith("$.result.content[0].text<json>") for path in seen), seen
+    assert V not in json.dumps(out)
+
+
+def test_two_text_blocks_beside_structured_content_are_each_walked() -> None:
+    structured = {"email": V}
+    text = json.dumps(structured)
+    out, seen = run(structured_result(structured, text, {"type": "text", "text": text}))
+    assert seen.count("$.result.content[0].text<json>.email") == 1
+    assert seen.count("$.result.content[1].text<json>.email") == 1
+    assert V not in json.dumps(out)
