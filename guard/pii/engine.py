@@ -371,6 +371,9 @@ class Analyzer:
                             if trig is not None and supports(rec) and getattr(rec, "patterns", None)
                             and getattr(rec, "global_regex_flags", None) is not None}
         """Plan entries the pass answers pattern by pattern (:meth:`_prefilter_group`)."""
+        covered = self._prefilter.covered if self._prefilter is not None else frozenset()
+        self._uncovered = [index for index in range(len(self._plan)) if index not in covered]
+        """Plan entries the pass does not cover (each decided by its trigger, as without the pass)."""
         # Context-word shortcut (module docstring): only sound when lemmas are lower-cased
         # token text and no recognizer overrides Presidio's recognizer-level enhancement.
         plain = all(type(r).enhance_using_context is EntityRecognizer.enhance_using_context for r in recognizers)
@@ -428,7 +431,10 @@ class Analyzer:
         covered = prefilter.covered
         hits: dict[int, bool] = {}
         out: list[tuple[EntityRecognizer, list[int] | None]] = []
-        for index, (rec, trig, exact) in enumerate(self._plan):
+        # Covered entries the pass found nothing for are skipped without a look (in plan order).
+        indices = sorted({*candidates, *self._uncovered}) if candidates else self._uncovered
+        for index in indices:
+            rec, trig, exact = self._plan[index]
             if index in covered:
                 positions = candidates.get(index)
                 if positions is None:

@@ -61,8 +61,7 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -129,9 +128,8 @@ class Unscannable(PIIError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Leaf:
-    """One candidate: what to analyse and where it sits."""
+class Leaf(NamedTuple):
+    """One candidate: what to analyse and where it sits (a tuple: made for every string walked)."""
 
     text: str
     """The string (a number's decimal digits, a key's text)."""
