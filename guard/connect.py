@@ -212,7 +212,9 @@ class HttpBridge:
         self.reached = False
         self.fatal: asyncio.Future[Exit] = asyncio.get_running_loop().create_future()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._listening = False
+        """The POSTs under way (the host's messages)."""
+        self._listener: asyncio.Task[None] | None = None
+        """The GET stream, once the host has sent ``notifications/initialized``."""
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=None), follow_redirects=False)
         self._reinit = asyncio.Lock()
 
@@ -228,8 +230,10 @@ class HttpBridge:
             code = failure.code
             print(f"guard connect: {failure.message}", file=sys.stderr, flush=True)
         else:
-            if self._tasks:
+            if self._tasks:  # the answers to the host's last messages, not the GET stream
                 await asyncio.wait(set(self._tasks), timeout=30)
+            if self._listener is not None:  # before the DELETE: its reconnection would open a new session
+                self._listener.cancel()
             if self.fatal.done():
                 failure = self.fatal.result()
                 print(f"guard connect: {failure.message}", file=sys.stderr, flush=True)
@@ -237,7 +241,7 @@ class HttpBridge:
             elif self.session_id is not None:
                 with contextlib.suppress(httpx.HTTPError):
                     await self._client.delete(self.url, headers=self._headers(None), timeout=5.0)
-        for task in list(self._tasks):
+        for task in [*self._tasks, *([self._listener] if self._listener is not None else [])]:
             task.cancel()
         await self._client.aclose()
         return code
@@ -348,11 +352,8 @@ class HttpBridge:
             else:
                 self._die(Exit(EXIT_LOST, f"lost the connection to guard at {self.url} ({type(exc).__name__})"))
             return
-        if message.get("method") == "notifications/initialized" and not self._listening and self.session_id:
-            self._listening = True
-            task = asyncio.create_task(self._listen())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if message.get("method") == "notifications/initialized" and self._listener is None and self.session_id:
+            self._listener = asyncio.create_task(self._listen())
 
     async def _answer(self, resp: httpx.Response, message: dict[str, Any], request_id: Any) -> None:
         if resp.status_code == 202:

@@ -173,3 +173,35 @@ async def test_unknown_upstream_exits_2_and_a_closed_stdin_exits_0(scheme: str) 
         code, out, err = await run_bridge(root + "/mcp/demo", stdin=init + initialized)
         assert code == EXIT_OK, err
         assert "result" in json.loads(out.decode().splitlines()[0])
+
+
+async def test_an_expired_http_session_is_reestablished_and_the_session_is_deleted_at_exit() -> None:
+    """The host never sees guard's session expire (the bridge replays its handshake), and at exit
+    the bridge ends its session: with a cap of one session per principal, a new one opens at once."""
+    import httpx
+
+    from tests.front.helpers import open_session
+
+    cfg: dict[str, Any] = {**stdio_config(),
+                           "server": {"port": free_port(), "idle_timeout": 1.0, "max_connections_per_principal": 1}}
+    async with running_guard(cfg) as base:
+        url = http(base) + "/mcp/demo"
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "guard.cli", "connect", url, cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write((json.dumps(legacy_init()) + "\n").encode())
+        proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        await proc.stdin.drain()
+        assert "result" in json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+        await asyncio.sleep(3.0)  # idle past idle_timeout: guard ends the session
+        proc.stdin.write(b'{"jsonrpc":"2.0","id":2,"method":"tools/list"}\n')
+        await proc.stdin.drain()
+        reply = json.loads(await asyncio.wait_for(proc.stdout.readline(), 30))
+        assert reply["id"] == 2 and "tools" in reply["result"], reply
+        proc.stdin.close()
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == EXIT_OK, err
+        assert b"the session expired; re-established" in err
+        async with httpx.AsyncClient(base_url=http(base), timeout=30) as client:
+            await open_session(client, "/mcp/demo")  # not 429: the bridge's session was deleted at exit
