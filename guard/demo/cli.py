@@ -161,7 +161,7 @@ def _guard_command() -> str:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from guard import logs
-    from guard.cli import _load_or_report, bind_or_report, build_or_report
+    from guard.cli import _load_or_report, _lock_audit, bind_or_report, build_or_report
     from guard.server import endpoints, serve
 
     try:
@@ -181,6 +181,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.no_serve:
         print(instructions(endpoints(settings, args.port)[0], dev), flush=True)
         return 0
+    if not _lock_audit(settings, 1):  # as `guard serve`: before the log is touched or the port bound
+        return 1
     sock = bind_or_report(settings.server.host, settings.server.port)
     if sock is None:
         return 1

@@ -118,3 +118,24 @@ def test_lock_held_by_another_process_names_its_pid(tmp_path: Path) -> None:
         assert not path.exists()  # the log itself was never created
     finally:
         lock.release(path)
+
+
+def test_a_second_demo_on_the_same_directory_is_refused_before_binding(tmp_path: Path) -> None:
+    """``guard demo`` takes the audit lock before its port, like ``guard serve``."""
+    import subprocess
+
+    from guard.config import load
+    from guard.demo.cli import prepare
+
+    port = free_port()
+    config, _ = prepare(tmp_path / "dev", port)
+    path = load(config).audit.path
+    lock.hold(path)  # a running demo on this directory
+    try:
+        done = subprocess.run([sys.executable, "-m", "guard.cli", "demo", "--dir", str(tmp_path / "dev"),
+                               "--port", str(port)], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 1, done.stderr
+        assert f"pid {os.getpid()}" in done.stderr
+        assert port_is_free(port)
+    finally:
+        lock.release(path)
