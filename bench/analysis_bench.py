@@ -15,8 +15,6 @@ separate process, alternating with this tree, and the ratio is printed.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,35 +55,17 @@ def measure(root: Path, repeat: int) -> dict[str, float]:
     return out
 
 
-def run(root: Path, repeat: int) -> dict[str, float]:
-    code = (f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); from bench.analysis_bench import measure; "
-            f"from pathlib import Path; print(json.dumps(measure(Path({str(root)!r}), {repeat})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--other", type=Path, help="another guard checkout to compare with")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds with --other (best kept)")
     args = parser.parse_args()
-    mine: dict[str, float] = {}
-    other: dict[str, float] = {}
-    for _ in range(args.rounds if args.other else 1):
-        for key, value in run(ROOT, args.repeat).items():
-            mine[key] = min(mine.get(key, float("inf")), value)
-        if args.other:
-            for key, value in run(args.other.resolve(), args.repeat).items():
-                other[key] = min(other.get(key, float("inf")), value)
-    header = f"{'result (unique values)':24} {'this tree ms':>12}"
-    print(header + (f" {'other ms':>9} {'x':>6}" if other else ""))
-    for key, value in mine.items():
-        line = f"{key:24} {value:>12.2f}"
-        if other:
-            line += f" {other[key]:>9.2f} {other[key] / value:>6.2f}"
-        print(line)
+    sys.path.insert(0, str(ROOT))
+    from bench.alternate import alternate, table
+
+    mine, other = alternate("analysis_bench", args.other, args.repeat, args.rounds)
+    table("result (unique values)", mine, other, 2)
     return 0
 
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -59,38 +57,17 @@ def measure(root: Path, repeat: int) -> dict[str, float]:
     return out
 
 
-def run(root: Path, repeat: int) -> dict[str, float]:
-    # This file is loaded by path so that nothing of this tree (its ``bench`` package) is imported first.
-    code = (f"import importlib.util, json; from pathlib import Path; "
-            f"spec = importlib.util.spec_from_file_location('protect_bench', {str(Path(__file__).resolve())!r}); "
-            f"module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-            f"print(json.dumps(module.measure(Path({str(root)!r}), {repeat})))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--other", type=Path, help="another guard checkout to compare with")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --other (best kept)")
     args = parser.parse_args()
-    mine: dict[str, float] = {}
-    other: dict[str, float] = {}
-    for _ in range(args.rounds if args.other else 1):
-        for key, value in run(ROOT, args.repeat).items():
-            mine[key] = min(mine.get(key, float("inf")), value)
-        if args.other:
-            for key, value in run(args.other.resolve(), args.repeat).items():
-                other[key] = min(other.get(key, float("inf")), value)
-    header = f"{'4-5 KB tool result':24} {'this tree ms':>12}"
-    print(header + (f" {'other ms':>9} {'other / this':>12}" if other else ""))
-    for key, value in mine.items():
-        line = f"{key:24} {value:>12.3f}"
-        if other:
-            line += f" {other[key]:>9.3f} {other[key] / value:>12.2f}"
-        print(line)
+    sys.path.insert(0, str(ROOT))
+    from bench.alternate import alternate, table
+
+    mine, other = alternate("protect_bench", args.other, args.repeat, args.rounds)
+    table("4-5 KB tool result", mine, other, 3)
     return 0
 
 
