@@ -9,6 +9,7 @@ shared; the best is the least disturbed).
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -47,3 +48,15 @@ def table(title: str, mine: dict[str, float], other: dict[str, float], digits: i
         if other:
             line += f" {other[key]:>9.{digits}f} {other[key] / value:>12.2f}"
         print(line)
+
+
+def cli(doc: str, module: str, title: str, *, digits: int, repeat: int, rounds: int) -> int:
+    """The command line both benchmarks share: ``[--other DIR] [--repeat N] [--rounds N]``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--other", type=Path, help="another guard checkout to compare with")
+    parser.add_argument("--repeat", type=int, default=repeat)
+    parser.add_argument("--rounds", type=int, default=rounds, help="alternating rounds with --other (best kept)")
+    args = parser.parse_args()
+    mine, other = alternate(module, args.other, args.repeat, args.rounds)
+    table(title, mine, other, digits)
+    return 0

@@ -14,7 +14,6 @@ separate process, alternating with this tree, and the ratio is printed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -56,17 +55,10 @@ def measure(root: Path, repeat: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--other", type=Path, help="another guard checkout to compare with")
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=2, help="alternating rounds with --other (best kept)")
-    args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from bench.alternate import alternate, table
+    from bench.alternate import cli
 
-    mine, other = alternate("analysis_bench", args.other, args.repeat, args.rounds)
-    table("result (unique values)", mine, other, 2)
-    return 0
+    return cli(__doc__ or "", "analysis_bench", "result (unique values)", digits=2, repeat=3, rounds=2)
 
 
 if __name__ == "__main__":

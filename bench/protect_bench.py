@@ -16,7 +16,6 @@ best of each is kept (the machine is shared; the best is the least disturbed).
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 import time
@@ -58,17 +57,10 @@ def measure(root: Path, repeat: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--other", type=Path, help="another guard checkout to compare with")
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds with --other (best kept)")
-    args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from bench.alternate import alternate, table
+    from bench.alternate import cli
 
-    mine, other = alternate("protect_bench", args.other, args.repeat, args.rounds)
-    table("4-5 KB tool result", mine, other, 3)
-    return 0
+    return cli(__doc__ or "", "protect_bench", "4-5 KB tool result", digits=3, repeat=7, rounds=3)
 
 
 if __name__ == "__main__":
