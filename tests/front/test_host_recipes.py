@@ -7,7 +7,8 @@
 * Cursor and VS Code (no CLI to run): their JSON is valid and has the fields those hosts document
   (``url`` + ``headers``; ``type: "http"`` + ``url`` + ``headers`` with an ``inputs`` prompt), and
   the request they describe is accepted by guard.
-* Claude Code: tests/front/test_readme_commands.py (the same command as the README).
+* Claude Code: tests/front/test_readme_commands.py runs the README's ``claude mcp add`` with the real CLI
+  and ``claude mcp list`` / ``get`` report the server connected.
 """
 
 from __future__ import annotations

@@ -4,9 +4,10 @@ Each ```bash block of the README is read and run in a scratch directory laid out
 (``.venv`` is this checkout's). Two things differ from a paste, both to keep tests independent:
 the demo's port (8787 in the README) becomes a free port, and the setup line's venv creation and
 ``pip install`` are not repeated (CI's own setup, ``.ci/run``, runs the same install first; this
-test checks they agree). ``bash .ci/run`` is CI itself. ``claude`` is not installed in CI: its
-command is checked by running its ``$(...)`` part and sending guard what Claude Code sends (the URL
-and the header); the CLI itself was run against the demo by hand (docs/clients.md says so).
+test checks they agree). ``bash .ci/run`` is CI itself. The ``claude mcp add`` command runs with
+the real Claude Code CLI (``@anthropic-ai/claude-code`` from npm, installed by ``.ci/run`` beside the
+TypeScript SDK; its configuration goes to a scratch ``HOME``), and ``claude mcp list`` / ``get``
+must report the server connected through guard: no account is needed for that.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import shlex
 import subprocess
 from pathlib import Path
 
-import httpx
-
-from tests.front.helpers import ROOT, legacy_init, post_headers
+from tests.front.helpers import ROOT
 from tests.support.guard_server import free_port
 
 README = ROOT / "README.md"
+NODE_BIN = ROOT / "tests" / "e2e" / "node" / "node_modules" / ".bin"
+"""``claude`` (Claude Code) and the other Node tools ``.ci/run`` installs."""
 
 
 def bash_commands() -> list[str]:
@@ -80,13 +81,22 @@ async def test_readme_demo_tour_and_host_commands_work_as_pasted(tmp_path: Path)
         claude = next(c for c in commands if c.startswith("claude mcp add"))
         words = shlex.split(claude.replace("8787", str(port)))
         assert words[:5] == ["claude", "mcp", "add", "--transport", "http"] and words[6] == url
-        header = words[words.index("--header") + 1]
-        expanded = subprocess.run(["bash", "-c", f'printf %s "{header}"'], cwd=tmp_path, capture_output=True,
-                                  text=True, check=True).stdout
-        name, _, value = expanded.partition(": ")
-        async with httpx.AsyncClient(timeout=30) as c:
-            r = await c.post(url, json=legacy_init(), headers={**post_headers(), name: value})
-        assert r.status_code == 200 and r.headers.get("mcp-session-id"), r.text
+        cli_env = {**env, "HOME": str(tmp_path / "home"), "PATH": f"{NODE_BIN}:{env['PATH']}",
+                   "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                   "DISABLE_AUTOUPDATER": "1"}
+        (tmp_path / "home").mkdir()
+
+        async def claude_code(command: str) -> str:
+            done = await asyncio.to_thread(subprocess.run, command, shell=True, cwd=tmp_path, env=cli_env,
+                                           capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, (command, done.stdout, done.stderr)
+            return done.stdout
+
+        await claude_code(claude.replace("8787", str(port)))  # the README's command, as pasted
+        listed = await claude_code("claude mcp list")  # connects through guard with alice's token
+        assert f"guard-demo: {url} (HTTP)" in listed and "Connected" in listed, listed
+        shown = await claude_code("claude mcp get guard-demo")
+        assert "Connected" in shown and url in shown, shown
         assert (tmp_path / "dev/policies/policy.csv").exists()  # the file the README says to edit
     finally:
         os.killpg(proc.pid, 15)
