@@ -69,7 +69,9 @@ async def test_demo_banner_appears_only_once_listening_and_the_tour_shows_each_o
         assert "ALLOWED" in text and "<pii:EMAIL_ADDRESS:" in text  # an allowed call, a PII token
         assert "DENIED: error -31001" in text and "policy_denied" in text  # a denial with its reason
         assert "REVEALED" in text  # bob's reveal, as the audit log recorded it
-        second = await asyncio.create_subprocess_exec(*GUARD, "demo", "--dir", str(dev), "--port", str(port),
+        # Another demo directory (the same one is refused earlier, by its audit lock: tests/audit/test_lock.py).
+        second = await asyncio.create_subprocess_exec(*GUARD, "demo", "--dir", str(dev.parent / "other-dev"),
+                                                      "--port", str(port),
                                                       cwd=ROOT, stdout=asyncio.subprocess.PIPE,
                                                       stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(second.communicate(), 60)
