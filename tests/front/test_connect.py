@@ -205,3 +205,19 @@ async def test_an_expired_http_session_is_reestablished_and_the_session_is_delet
         assert b"the session expired; re-established" in err
         async with httpx.AsyncClient(base_url=http(base), timeout=30) as client:
             await open_session(client, "/mcp/demo")  # not 429: the bridge's session was deleted at exit
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["ftp://127.0.0.1/mcp/demo"], "URL must be http(s)://HOST/mcp/NAME"),
+    (["http:///mcp/demo"], "URL must be http(s)://HOST/mcp/NAME"),
+    (["http://127.0.0.1:9/mcp/demo", "--token-file", "EMPTY"], "is empty"),
+    (["http://127.0.0.1:9/mcp/demo", "--token-file", "MISSING"], "cannot read the token file"),
+    (["http://127.0.0.1:9/mcp/demo", "--token-file", "EMPTY", "--token-env", "T"], "give at most one of"),
+], ids=["scheme", "no-host", "empty-token-file", "missing-token-file", "two-sources"])
+async def test_usage_errors_exit_2_with_one_line_before_any_connection(args: list[str], said: str,
+                                                                         tmp_path: Path) -> None:
+    (tmp_path / "EMPTY").write_text("\n")
+    args = [str(tmp_path / a) if a in ("EMPTY", "MISSING") else a for a in args]
+    code, out, err = await run_bridge(args[0], *args[1:], stdin=b"")
+    assert code == 2 and said in err and err.count("\n") == 1, err
+    assert out == b""
