@@ -13,9 +13,21 @@ import argparse
 import json
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def best_ms(work: Callable[[], object], repeat: int, per: int) -> float:
+    """Milliseconds of CPU per unit of ``work()`` (which does ``per`` units), best of ``repeat`` runs."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        work()
+        best = min(best, (time.process_time() - started) / per)
+    return best * 1e3
 
 
 def measure_in(module: str, root: Path, repeat: int) -> dict[str, float]:

@@ -15,7 +15,6 @@ separate process, alternating with this tree, and the ratio is printed.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +25,7 @@ def measure(root: Path, repeat: int) -> dict[str, float]:
     """Run in a process whose ``sys.path`` starts with ``root`` (see ``main``)."""
     sys.path.insert(0, str(ROOT))  # this tree's payloads (per-call tags)
     sys.path.insert(0, str(root))
+    from bench.alternate import best_ms
     from bench.payloads import result, unique_tag
     from guard import configtools as ct
     from guard.crypto.aead import KeyRing
@@ -43,14 +43,12 @@ def measure(root: Path, repeat: int) -> dict[str, float]:
         for n in range(count):
             payload = {"jsonrpc": "2.0", "id": n, "result": result(size, pii, n % 8, unique_tag(n))}
             calls.append(protector.collect(payload, Kind.RESULT, "tools/call", True, "demo", "t").items)
-        best = float("inf")
-        for _ in range(repeat):
-            started = time.process_time()
+        def analyze_all(calls: list[list[tuple[str, tuple[str, ...]]]] = calls) -> None:
             for items in calls:
                 for text, words in items:
                     analyzer.analyze(text, words)
-            best = min(best, (time.process_time() - started) / len(calls))
-        out[f"{size // 1024} KB {'PII' if pii else 'PII-free'}"] = best * 1e3
+
+        out[f"{size // 1024} KB {'PII' if pii else 'PII-free'}"] = best_ms(analyze_all, repeat, len(calls))
     return out
 
 

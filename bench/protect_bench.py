@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 100
 
 
 def measure(root: Path, repeat: int) -> dict[str, float]:
-    """Run in a process whose ``sys.path`` starts with ``root`` (see :func:`run`)."""
+    """Run in a fresh process whose guard is ``root``'s (:func:`bench.alternate.measure_in`)."""
     sys.path.insert(0, str(root))
     spec = importlib.util.spec_from_file_location("other_pii_bench", root / "bench" / "pii_bench.py")
     assert spec is not None and spec.loader is not None
     pii_bench = importlib.util.module_from_spec(spec)  # that tree's payloads, and guard from that tree
     spec.loader.exec_module(pii_bench)
+    from bench.alternate import best_ms
     from guard import configtools as ct
     from guard.crypto.aead import KeyRing
     from guard.jsonrpc import Kind
@@ -44,15 +45,12 @@ def measure(root: Path, repeat: int) -> dict[str, float]:
     out = {}
     for name, payload in (("PII-free docs search", pii_bench._docs()), ("PII-free tickets", pii_bench._tickets(False)),
                           ("tickets with 5 PII", pii_bench._tickets(True))):
-        for _ in range(10):  # warm: caches of paths and key words, lazily built recognizer state
-            protector.protect(payload, Kind.RESULT, "tools/call", True, "demo", "search_tickets")
-        best = float("inf")
-        for _ in range(repeat):
-            started = time.process_time()
-            for _ in range(BATCH):
+        def batch(payload: dict[str, Any] = payload, calls: int = BATCH) -> None:
+            for _ in range(calls):
                 protector.protect(payload, Kind.RESULT, "tools/call", True, "demo", "search_tickets")
-            best = min(best, (time.process_time() - started) / BATCH)
-        out[name] = best * 1e3
+
+        batch(calls=10)  # warm: caches of paths and key words, lazily built recognizer state
+        out[name] = best_ms(batch, repeat, BATCH)
     return out
 
 
