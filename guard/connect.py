@@ -241,7 +241,9 @@ class HttpBridge:
             elif self.session_id is not None:
                 with contextlib.suppress(httpx.HTTPError):
                     await self._client.delete(self.url, headers=self._headers(None), timeout=5.0)
-        for task in [*self._tasks, *([self._listener] if self._listener is not None else [])]:
+        if self._listener is not None:
+            self._listener.cancel()
+        for task in list(self._tasks):
             task.cancel()
         await self._client.aclose()
         return code

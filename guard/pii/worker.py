@@ -6,8 +6,8 @@ pickle (the pipes are private to guard and this process):
 * in: first an :class:`~guard.pii.pool.AnalyzerSpec`, then requests ``(id, items)``;
 * out: first ``("ready", pid)`` once the analyzer is built, then per request, in order,
   ``(id, detections, None, seconds)`` or ``(id, None, error type name, seconds)``, where
-  ``seconds`` is the wall time this process spent on the request, from having read it to
-  having its answer framed (what guard's admission estimates a backlog from).
+  ``seconds`` is the wall time this process spent analysing the request, from having read it
+  to having its answer (what guard's admission estimates a backlog from).
 
 The process exits when stdin closes (guard stopped or closed the pool, or died); it
 ignores SIGINT and SIGTERM (see :func:`main`). It never reads
@@ -88,10 +88,9 @@ def main(argv: list[str]) -> int:
             detections = cache.analyze(analyzer, items)
         except Exception as exc:  # reported to guard, which fails the message closed
             error = type(exc).__name__
-        # The answer's own framing is part of the work; a write that blocks because guard is
-        # not reading is not (guard's loop delay is a latency, not a cost per queued message).
-        body = frame((request_id, detections, error, time.perf_counter() - started))
-        stdout.write(body)
+        # Measured before the answer is written: a write that blocks because guard is not
+        # reading is guard's loop delay (a latency), not a cost per queued message.
+        stdout.write(frame((request_id, detections, error, time.perf_counter() - started)))
         stdout.flush()
 
 
