@@ -32,6 +32,9 @@ from tests.support.guard_server import running_runtime
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 EMAIL = "alice.johnson@example.com"
+CARD_FORMS = ("4111-1111-1111-1111", "4111111111111111", "4111 1111 1111 1111")
+"""The demo customer's card as stored and as its digits: never in a result or the audit log. (A bare
+"4111" is not a secret: it turns up in a record hash or a random token now and then.)"""
 
 
 def stack(tmp_path: Path, record: Path) -> tuple[Any, dict[str, str]]:
@@ -72,7 +75,7 @@ async def test_reveal_round_trip_is_governed_by_policy(tmp_path: Path) -> None:
         async with await session("bob") as bob:
             found = await bob.call_tool("find_customer", {"query": "Johnson"})
             text = found.content[0].text  # type: ignore[union-attr]
-            assert EMAIL not in text and "4111" not in json.dumps(found.structured_content)
+            assert EMAIL not in text and not any(form in json.dumps(found.structured_content) for form in CARD_FORMS)
             token = found.structured_content["customers"][0]["email"]  # type: ignore[index]
             assert token.startswith("<pii:EMAIL_ADDRESS:")
             sent = await bob.call_tool("send_message", {"to": token, "body": "Your renewal"})
@@ -105,5 +108,5 @@ async def test_reveal_round_trip_is_governed_by_policy(tmp_path: Path) -> None:
     key = load_verify_key(tmp_path / "dev" / "keys" / "audit-signing-key.pub.pem")
     assert verify([audit_dir], keys=[key]).status == "intact"
     dumped = "".join(p.read_text() for p in audit_dir.iterdir())
-    for secret in (EMAIL, token, *tokens.values(), "4111"):
+    for secret in (EMAIL, token, *tokens.values(), *CARD_FORMS):
         assert secret not in dumped
