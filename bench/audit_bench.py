@@ -2,9 +2,10 @@
 
 Run: ``.venv/bin/python bench/audit_bench.py [--records 50000] [--fsync off|denials|always]``
 
-What it shows: record building happens on the event loop, chaining/serializing/writing
-on the writer thread in batches, so audit is not the bottleneck of a proxy whose
-upstream calls take milliseconds. Numbers depend on the disk (fsync) and CPU.
+What it shows: records are built, chained and handed to the OS on the event loop (one
+``os.write`` per loop turn) and ``fsync``ed on the file thread in group commits, so audit
+is not the bottleneck of a proxy whose upstream calls take milliseconds. Numbers depend
+on the disk (fsync) and CPU.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def main() -> None:
                                               args.concurrency))
         print(f"stage throughput ({args.records} records: calls and results, {args.concurrency} callers, "
               f"fsync={args.fsync}, durability={args.durability}): "
-              f"{rate:,.0f} records/s; {cpu_us:.1f} us CPU per record (loop + writer thread)")
+              f"{rate:,.0f} records/s; {cpu_us:.1f} us CPU per record (loop + fsync thread)")
         lat = asyncio.run(denial_latency(base / "d", args.denials, args.fsync))
         q = statistics.quantiles(lat, n=100)
         print(f"durable denial (write{' + fsync' if args.fsync != 'off' else ''} before reply): "

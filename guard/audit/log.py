@@ -1,12 +1,18 @@
-"""The asynchronous audit log: a bounded queue, one writer task, one file thread.
+"""The asynchronous audit log: records chained and written on the event loop, ``fsync`` on a thread.
 
-The event loop builds each record and serializes it at once into a template (canonical
-bytes with the chain fields left open, :func:`~guard.audit.canonical.template`) that it
-puts on a bounded queue; the writer task takes whatever has accumulated (natural
-batching) and hands the batch to a dedicated single thread that fills in the chain,
-hashes and writes it (:mod:`guard.audit.sink`). So audit never blocks the loop on disk,
-its throughput grows with load, and queued records are bytes the garbage collector
-does not have to traverse.
+The event loop builds each record, serializes it at once into a template (canonical bytes
+with the chain fields left open, :func:`~guard.audit.canonical.template`), fills in the
+chain, hashes it and hands it to the OS with ``os.write`` (:mod:`guard.audit.sink`), in the
+order :meth:`AuditLog.append` is called. An ``os.write`` to a regular file copies into the
+page cache and does not wait for the disk (like a web server's access log); everything that
+does wait for the disk -- ``fsync``, rotation, opening and closing files -- runs on one
+dedicated file thread. Handing every record to that thread instead cost more CPU than the
+record itself (two thread hand-offs per proxied call, measured ~100 us on a 2-core VM:
+docs/performance.md).
+
+While the file thread rotates or reopens the file, records wait in a bounded queue that the
+writer task drains in order as soon as it is done (a full queue makes ``append`` wait:
+backpressure, never a silent drop); the same task writes timed checkpoints when idle.
 
 One writer per file: :meth:`AuditLog.start` takes the file's exclusive lock
 (:mod:`guard.audit.lock`) before the sink scans, rotates or writes anything, and
@@ -20,17 +26,15 @@ Durability contract:
 * ``append(record, durable=True, fsync=..., group=...)`` is the write-ahead of an
   allowed client request (``[audit] durability``): returns once the record reached the
   OS, ``fsync``ed or not, after waiting at most ``group`` seconds for others to share
-  the write (group commit).
-* other records are written as soon as the writer gets to them, gathered for at most
-  ``batch_delay`` (10 ms) first: every hand-over to the file thread costs CPU (measured
-  ~57 us per round trip on a 2-core VM), so at moderate rates one hand-over per record
-  would cost more than the record. A durable record, a flush, a full batch or shutdown
-  ends the wait at once. A full queue makes ``append`` wait (backpressure, never a
-  silent drop).
-* when a write fails (disk full, file gone, permission lost) the log is *failed*:
-  ``append`` raises :class:`AuditUnavailable` at once, so the stage can fail closed;
-  records not yet written are kept in memory (bounded by ``queue_size``) and written
-  when a retry every ``retry_interval`` seconds succeeds on a fresh file. Records
+  the ``fsync`` (group commit).
+* ``fsync``s are group commits: records that need one while an ``fsync`` runs share the
+  next one, so concurrent requests never queue one ``fsync`` each.
+* other records reach the OS before ``append`` returns too; under ``fsync = "always"`` an
+  ``fsync`` follows in the background.
+* when a write or an ``fsync`` fails (disk full, file gone, permission lost, I/O error) the
+  log is *failed*: ``append`` raises :class:`AuditUnavailable` at once, so the stage can
+  fail closed; records not yet written are kept in memory (bounded by ``queue_size``) and
+  written when a retry every ``retry_interval`` seconds succeeds on a fresh file. Records
   beyond that bound are counted, logged at ERROR immediately, and an
   ``audit-records-lost`` record with the count is written on recovery: nothing is
   dropped silently.
@@ -106,7 +110,6 @@ class AuditLog:
         *,
         queue_size: int = 10_000,
         max_batch: int = 2048,
-        batch_delay: float = 0.010,
         retry_interval: float = 1.0,
         now: Clock = time.time,
         monotonic: Clock = time.monotonic,
@@ -115,11 +118,22 @@ class AuditLog:
         self.sink = sink
         self.queue_size = queue_size
         self._max_batch = max_batch
-        self._batch_delay = batch_delay
-        self._gathering: asyncio.Future[None] | None = None
-        """Set while the writer gathers a batch; resolving it ends the wait."""
-        self._urgent: float | None = None
-        """The shortest wait a queued durable record allows (0: write at once), until the next batch."""
+        self._direct = False
+        """The writer waits on an empty queue: ``append`` may write on the spot."""
+        self._fd_lock = asyncio.Lock()
+        """Held around file-thread calls (``fsync``, rotate, open, close): never two at once."""
+        self._sync_waiters: list[_Entry] = []
+        self._sync_group: float | None = None
+        """The shortest group-commit wait among the records waiting for the next ``fsync``."""
+        self._syncer: asyncio.Task[None] | None = None
+        self._unflushed: list[_Entry] = []
+        """Entries chained into the sink's buffer this loop turn, written by :meth:`_flush_now`."""
+        self._flush_scheduled = False
+        self._unsynced: list[dict[str, Any] | bytes] = []
+        """Records written since the last successful ``fsync`` began (while ``fsync`` is in use):
+        held again if the next one fails."""
+        self._tracks_sync = sink.config.fsync != "off"
+        self._sync_asked = False
         self._retry_interval = retry_interval
         self._now = now
         self._mono = monotonic
@@ -213,18 +227,23 @@ class AuditLog:
             return
         if self._task is not None and not self._task.done():
             await self._queue.put(_STOP)
-            self._stop_gathering()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        self._flush_now()
+        if self._syncer is not None and not self._syncer.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._syncer
         if self._failed and not self._dead:
             await self._recover()
         if self._failed or self._pending:
             log.error("audit: %d record(s) could not be written before shutdown", len(self._pending) + self.lost)
         else:
-            try:
-                await self._run(self.sink.close)
-            except OSError as exc:
-                log.error("audit: closing the log failed: %s", _why(exc))
+            async with self._fd_lock:
+                self._flush_now()
+                try:
+                    await self._run(self.sink.close)
+                except OSError as exc:
+                    log.error("audit: closing the log failed: %s", _why(exc))
         if self._executor is not None:
             self._executor.shutdown(wait=True)
 
@@ -237,12 +256,11 @@ class AuditLog:
 
     async def append(self, record: dict[str, Any], *, durable: bool = False, fsync: bool | None = None,
                      group: float = 0.0) -> None:
-        """Queue a record; with ``durable`` wait until it reached the OS.
+        """Write a record; with ``durable`` wait until it reached the OS (and ``fsync`` if due).
 
         A durable record is ``fsync``ed when ``fsync`` says so (default: unless the sink's
-        ``fsync`` policy is ``off``). ``group`` (seconds) lets the writer wait that long for
-        more records to share the write and the ``fsync`` (group commit); otherwise a durable
-        record ends any wait at once.
+        ``fsync`` policy is ``off``). ``group`` (seconds) lets that ``fsync`` wait that long
+        for more records to share it (group commit).
 
         Raises :class:`AuditUnavailable` while the sink is failing or after close; the
         caller then decides (fail closed, or :meth:`keep` the record and continue).
@@ -257,13 +275,12 @@ class AuditLog:
         if durable:
             done = asyncio.get_running_loop().create_future()
             sync = self.sink.config.fsync != "off" if fsync is None else fsync
-        await self._queue.put(_Entry(_queued(record), done, sync, group if durable else 0.0))
-        if done is not None:
-            self._urgent = group if self._urgent is None else min(self._urgent, group)
-        if self._queue.qsize() >= self._max_batch or (done is not None and group <= 0):
-            self._stop_gathering()
-        elif done is not None and self._gathering is not None:
-            asyncio.get_running_loop().call_later(group, self._stop_gathering)  # no longer than the group wait
+            self._tracks_sync = self._tracks_sync or sync
+        entry = _Entry(_queued(record), done, sync, group if sync else 0.0)
+        if self._direct and self._queue.empty():
+            self._commit([entry])  # the common case: nothing ahead of it, the file is open
+        else:
+            await self._queue.put(entry)
         if done is not None:
             await done
 
@@ -285,71 +302,231 @@ class AuditLog:
         """Write a checkpoint now (if any record is uncovered); for tests and operators."""
         if self._started and self.healthy:
             await self._flush_queue()
-            await self._run(self.sink.checkpoint_now)
+            if self._direct:
+                self._guarded(self.sink.checkpoint_now)
 
     async def flush(self) -> None:
-        """Wait until everything queued so far has been handed to the OS."""
+        """Wait until everything appended so far has reached the OS and any ``fsync`` due is done."""
         if self._started and self.healthy:
             await self._flush_queue()
+            syncer = self._syncer
+            if syncer is not None and not syncer.done():
+                with contextlib.suppress(AuditError):
+                    await asyncio.shield(syncer)
 
-    # -- writer ---------------------------------------------------------------------
+    # -- writing on the loop ------------------------------------------------------------
 
-    def _stop_gathering(self) -> None:
-        if self._gathering is not None and not self._gathering.done():
-            self._gathering.set_result(None)
+    def _commit(self, batch: list[_Entry]) -> list[_Entry]:
+        """Chain ``batch`` into the sink's buffer now (on the loop); :meth:`_flush_now` writes it.
 
-    async def _gather(self, delay: float) -> None:
-        """Let records accumulate for up to ``delay`` (see the module docstring)."""
-        loop = asyncio.get_running_loop()
-        self._gathering = loop.create_future()
-        timer = loop.call_later(delay, self._stop_gathering)
+        Every record chained in one loop turn reaches the OS with one ``os.write`` at the start
+        of the next (a callback), where durable records are resolved or wait for ``fsync``.
+        Returns the entries left for after a rotation: chaining stops at the record that makes
+        the file due for rotation, which the writer does on the file thread.
+        """
+        entries = [e for e in batch if e.record]
+        rest: list[_Entry] = []
+        if entries:
+            try:
+                taken = self.sink.write([e.record for e in entries], sync=False, rotate=False, flush=False)
+            except SinkWriteError as exc:  # only a bug or a failing checkpoint signature gets here
+                self._fail_unflushed(exc, batch)
+                return []
+            if taken < len(entries):
+                last = entries[taken - 1] if taken else None
+                cut = next((i + 1 for i, e in enumerate(batch) if e is last), 0)
+                batch, rest = batch[:cut], batch[cut:]
+        self._unflushed += batch
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_now)
+        if self.sink.rotation_due():
+            self._direct = False  # appends queue until the writer has rotated
+            self._wake_writer()
+        return rest
+
+    def _flush_now(self) -> None:
+        """Write what :meth:`_commit` buffered; resolve its records or hand them to the ``fsync``."""
+        self._flush_scheduled = False
+        batch, self._unflushed = self._unflushed, []
+        if not batch:
+            return
         try:
-            await self._gathering
-        finally:
-            timer.cancel()
-            self._gathering = None
+            self.sink.flush()
+        except SinkWriteError as exc:
+            self._fail_unflushed(exc, batch)
+            return
+        if self._tracks_sync:
+            self._unsynced += [e.record for e in batch if e.record]
+            if len(self._unsynced) >= self.queue_size:
+                self._sync_asked = True  # bound what a failed fsync would have to write again
+        for e in batch:
+            if e.sync:
+                self._sync_waiters.append(e)
+                self._sync_group = e.group if self._sync_group is None else min(self._sync_group, e.group)
+            else:
+                _resolve(e, None)
+        if self._sync_waiters or self.sink.needs_sync or self._sync_asked:
+            self._want_sync()
+
+    def _fail_unflushed(self, exc: SinkWriteError, batch: list[_Entry]) -> None:
+        entries = [e for e in batch if e.record]
+        self._on_failure(exc, entries[: exc.written], entries[exc.written:])
+        for m in batch:
+            if not m.record:
+                _resolve(m, AuditUnavailable("audit log unavailable"))
+
+    async def _commit_all(self, batch: list[_Entry]) -> None:
+        """The writer's :meth:`_commit`: rotate on the file thread whenever the file falls due."""
+        while batch:
+            if self._failed:
+                self._fail_batch(batch)
+                return
+            batch = self._commit(batch)
+            if batch:
+                await self._rotate()
+
+    def _guarded(self, fn: Any) -> None:
+        """Run a sink call on the loop after what is buffered; a write failure fails the log."""
+        self._flush_now()
+        try:
+            fn()
+        except SinkWriteError as exc:
+            self._on_failure(exc, [], [])
+            return
+        if self.sink.needs_sync:
+            self._want_sync()
+
+    def _wake_writer(self) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self._queue.put_nowait(_Entry(b""))  # a marker: the writer looks at the log's state
+
+    # -- fsync: group commit on the file thread ---------------------------------------
+
+    def _want_sync(self) -> None:
+        if self._syncer is None or self._syncer.done():
+            self._syncer = asyncio.get_running_loop().create_task(self._sync_loop(), name="guard-audit-fsync")
+
+    async def _sync_loop(self) -> None:
+        """``fsync`` until nothing waits: each ``fsync`` covers every record written before it started."""
+        while (self._sync_waiters or self.sink.needs_sync or self._sync_asked) and not self._failed:
+            if self._sync_group:
+                await asyncio.sleep(self._sync_group)  # group commit: let more records share this fsync
+            waiters, self._sync_waiters, self._sync_group = self._sync_waiters, [], None
+            self._sync_asked = False
+            async with self._fd_lock:
+                if self.sink.broken or self._failed:
+                    self._sync_waiters[:0] = waiters
+                    break
+                covered = len(self._unsynced)
+                state = self.sink.begin_sync()
+                try:
+                    await self._run(self.sink.sync)
+                except OSError as exc:
+                    self._on_sync_failure(exc, waiters)
+                    return
+            self.sink.synced(state)
+            del self._unsynced[:covered]
+            for e in waiters:
+                _resolve(e, None)
+        waiters, self._sync_waiters, self._sync_group = self._sync_waiters, [], None
+        for e in waiters:  # the log failed before their fsync: their records are held for the next file
+            _resolve(e, AuditNotPersisted("audit record not persisted"))
+
+    def _on_sync_failure(self, exc: OSError, waiters: list[_Entry]) -> None:
+        """An ``fsync`` failed: what it covered may not be on the disk. Write it again on a new file.
+
+        The file is cut back to the last record a successful ``fsync`` covered and every
+        record after it is held, in order, for the recovery file, so the chain stays whole
+        (as after a failed write) instead of showing a gap where the disk lost data.
+        """
+        self._failed = True
+        self.failures += 1
+        cut = self.sink.roll_back_unsynced()
+        log.error("audit: fsync failed (%s); holding %d record(s) for a fresh file, retrying every %gs",
+                  _why(exc), cut, self._retry_interval)
+        unsynced, self._unsynced = self._unsynced, []
+        for record in unsynced:
+            self._hold(_Entry(record))
+        unflushed, self._unflushed = self._unflushed, []
+        for e in unflushed:
+            if e.record:
+                self._hold(e)
+            _resolve(e, AuditNotPersisted("audit record not persisted") if e.record else
+                     AuditUnavailable("audit log unavailable"))
+        waiters += self._sync_waiters
+        self._sync_waiters, self._sync_group = [], None
+        for e in waiters:
+            _resolve(e, AuditNotPersisted("audit record not persisted"))
+        self._wake_writer()
+
+    # -- writer task ------------------------------------------------------------------
 
     async def _flush_queue(self) -> None:
         marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Entry({}, marker))
-        self._stop_gathering()
+        await self._queue.put(_Entry(b"", marker))
         with contextlib.suppress(AuditError):
             await marker
 
     async def _writer(self) -> None:
+        """Drain what queued while the file thread was busy; rotate, retry and check the clock."""
         try:
             while True:
                 if self._failed:
                     if not await self._retry_wait():
                         return
                     continue
-                entry = await self._next_entry()
+                if self.sink.rotation_due():
+                    await self._rotate()
+                    continue
+                self._direct = True
+                try:
+                    entry = await self._next_entry()
+                finally:
+                    self._direct = False
                 if entry is None:
-                    await self._run(self.sink.tick)
+                    self._guarded(self.sink.tick)
                     continue
                 if entry is _STOP:
                     return
-                delay = self._batch_delay if entry.done is None else entry.group
-                if self._urgent is not None:  # a durable record waits behind this one
-                    delay = min(delay, self._urgent)
-                if delay > 0 and self._queue.qsize() < self._max_batch:
-                    await self._gather(delay)
-                self._urgent = None
                 batch = [entry]
+                stop = False
                 while len(batch) < self._max_batch:
                     try:
                         nxt = self._queue.get_nowait()
                     except asyncio.QueueEmpty:
                         break
                     if nxt is _STOP:
-                        await self._write(batch)
-                        return
+                        stop = True
+                        break
                     batch.append(nxt)
-                await self._write(batch)
+                await self._commit_all(batch)
+                if stop:
+                    return
         except Exception:  # a bug must fail closed, loudly, not hang producers
             self._dead = True
             log.exception("audit: writer stopped unexpectedly; failing closed")
             self._fail_waiters()
+
+    def _fail_batch(self, batch: list[_Entry]) -> None:
+        """Entries queued behind a failure: hold their records, tell their waiters."""
+        for e in batch:
+            if not e.record:
+                _resolve(e, AuditUnavailable("audit log unavailable"))
+                continue
+            _resolve(e, AuditNotPersisted("audit record not persisted"))
+            self._hold(e)
+
+    async def _rotate(self) -> None:
+        """Rotate on the file thread; appends queue meanwhile (``_direct`` is off)."""
+        async with self._fd_lock:
+            self._flush_now()  # the file thread finds the buffer empty; nothing else touches the sink meanwhile
+            try:
+                await self._run(self.sink.rotate_now)
+            except SinkWriteError as exc:
+                self._on_failure(exc, [], [])
+                return
+            self._unsynced.clear()  # the rotated file was fsynced and closed (or fsync is off)
 
     async def _next_entry(self) -> _Entry | None:
         """The next queued entry, or ``None`` when a timed checkpoint falls due first."""
@@ -368,37 +545,20 @@ class AuditLog:
         except TimeoutError:
             return None
 
-    async def _write(self, batch: list[_Entry]) -> None:
-        markers = [e for e in batch if not e.record]
-        entries = [e for e in batch if e.record]
-        try:
-            if entries:
-                sync = any(e.sync for e in entries)
-                await self._run(functools.partial(self.sink.write, [e.record for e in entries], sync=sync))
-        except SinkWriteError as exc:
-            self._on_failure(exc, entries[: exc.written], entries[exc.written:])
-            for m in markers:
-                _resolve(m, AuditUnavailable("audit log unavailable"))
-            return
-        except BaseException:
-            for e in batch:
-                if e.record:
-                    self._count_lost(1)
-                _resolve(e, AuditUnavailable("audit log unavailable"))
-            raise
-        for e in batch:
-            _resolve(e, None)
-
     def _on_failure(self, exc: SinkWriteError, written: list[_Entry], unwritten: list[_Entry]) -> None:
         self._failed = True
         self.failures += 1
         log.error("audit: sink failed (%s); holding %d record(s), retrying every %gs",
                   _why(exc.cause), len(unwritten), self._retry_interval)
         for e in written:
-            _resolve(e, None)
+            if e.sync:
+                _resolve(e, AuditNotPersisted("audit record not persisted"))  # reached the OS, never fsynced
+            else:
+                _resolve(e, None)
         for e in unwritten:
             _resolve(e, AuditNotPersisted("audit record not persisted"))
             self._hold(e)
+        self._wake_writer()
 
     def _hold(self, entry: _Entry) -> None:
         if len(self._pending) >= self.queue_size:
@@ -426,23 +586,21 @@ class AuditLog:
             if entry is _STOP:
                 self._closed = True
                 continue
-            if not entry.record:
-                _resolve(entry, AuditUnavailable("audit log unavailable"))
-                continue
-            _resolve(entry, AuditNotPersisted("audit record not persisted"))
-            self._hold(entry)
+            self._fail_batch([entry])
 
     async def _recover(self) -> None:
         """Open a fresh file and write what was held; stay failed if that fails too."""
         self._drain_queue()
-        try:
-            await self._run(self.sink.open, "recover")
-        except (OSError, AuditError) as exc:
-            log.error("audit: sink still failing: %s", _why(exc))
-            return
-        if await self._write_held():
-            self._failed = False
-            log.warning("audit: sink recovered; held records written")
+        async with self._fd_lock:
+            try:
+                await self._run(self.sink.open, "recover")
+            except (OSError, AuditError) as exc:
+                log.error("audit: sink still failing: %s", _why(exc))
+                return
+            self._unsynced.clear()
+            if await self._write_held():
+                self._failed = False
+                log.warning("audit: sink recovered; held records written")
 
     async def _write_held(self) -> bool:
         """Write the held records (and the lost count, if any); False if the sink fails again."""
@@ -475,6 +633,9 @@ class AuditLog:
         log.error("audit: %d record(s) lost so far (buffer full while the sink is failing)", self.lost)
 
     def _fail_waiters(self) -> None:
+        waiters, self._sync_waiters = self._sync_waiters, []
+        for e in waiters:
+            _resolve(e, AuditUnavailable("audit log unavailable"))
         while True:
             try:
                 entry = self._queue.get_nowait()

@@ -49,11 +49,13 @@ class AuditSettings:
     rotate_interval: float = 86400.0
     """Rotate the active file once it is this many seconds old (0: never by time)."""
     fsync: FsyncPolicy = "denials"
-    """``off``: flush to the OS only; ``denials``: also fsync batches holding a rejection's
-    record before the rejection is sent; ``always``: fsync every batch."""
+    """``off``: hand records to the OS only; ``denials``: also fsync a rejection's record
+    before the rejection is sent; ``always``: also fsync after every other record (in the
+    background, one fsync shared by the records written meanwhile)."""
     queue_size: int = 10_000
-    """Records waiting for the writer (producers wait when full), and records held in memory
-    while the sink is failing."""
+    """Records waiting while the file thread rotates or reopens the file (producers wait when
+    full), records held in memory while the sink is failing, and records kept since the last
+    fsync (written again if the next one fails)."""
     on_failure: FailurePolicy = "close"
     """``close``: while the sink fails every message is rejected with -31008; ``open``:
     messages flow, records are held in memory (bounded) and counted as lost beyond that."""

@@ -1,9 +1,15 @@
-"""The blocking file side of the audit log: chain, checkpoint, rotate, append. One thread only.
+"""The file side of the audit log: chain, checkpoint, rotate, append, fsync.
 
-:class:`FileSink` is driven by :class:`~guard.audit.log.AuditLog` from a single worker
-thread, so its methods never run concurrently. Each batch becomes one ``os.write``
-per file segment (the OS has the bytes when it returns; ``fsync`` per policy), so a
-crash leaves at most one torn final line.
+:class:`FileSink` is driven by :class:`~guard.audit.log.AuditLog`, never concurrently on
+the same file descriptor. Appends run on the event loop (:meth:`FileSink.write` with
+``rotate=False``): chaining, hashing and one ``os.write`` per batch, which hands the bytes
+to the OS page cache and does not wait for the disk. Everything that waits for the disk or
+changes the descriptors (:meth:`FileSink.sync`, :meth:`FileSink.rotate_now`,
+:meth:`FileSink.open`, :meth:`FileSink.close`) runs on the log's file thread, and the log
+never lets an append or another such call touch the sink while one runs; only
+:meth:`FileSink.sync` may overlap with appends (``fsync`` and ``write`` on one descriptor
+are safe together, and the descriptor stays open while it runs). A crash leaves at most
+one torn final line.
 
 Chain state (sequence number, head hash, counters) is *tentative* while a segment is
 being built and committed only after the bytes reached the OS; a failed write rolls
@@ -27,7 +33,7 @@ import os
 import re
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,6 +88,11 @@ class _State:
     file_opened_at: float = 0.0
     file_first_seq: int = 1
 
+    def copy(self) -> _State:
+        """A copy (``dataclasses.replace`` costs several times more, twice per write)."""
+        return _State(self.seq, self.head, self.since_checkpoint, self.checkpoint_at, self.file_bytes,
+                      self.file_opened_at, self.file_first_seq)
+
 
 @dataclass(frozen=True)
 class Resume:
@@ -109,6 +120,12 @@ class FileSink:
         self._tx = _State()
         self._buf = bytearray()
         self._external: list[bytes] = []
+        self._unsynced = False
+        """Bytes were handed to the OS after the last ``fsync``."""
+        self._durable = _State()
+        """The chain state of the last ``fsync`` that succeeded (in the active file)."""
+        self._cp_dirty = False
+        """Checkpoint-file lines were written after the last ``fsync`` of that file."""
         self._opened = False
         self.broken = False
         self.records_written = 0
@@ -140,13 +157,14 @@ class FileSink:
         mono = self._mono()
         self._state = _State(seq=resume.seq, head=resume.head, checkpoint_at=mono, file_opened_at=mono,
                              file_first_seq=resume.seq + 1)
-        self._tx = replace(self._state)
+        self._tx = self._state.copy()
         self._buf.clear()
         self._external.clear()
         self.broken = False
         self._opened = True
         self._header(reason, previous, resume.torn)
         self._flush(sync=self.config.fsync != "off")
+        self._durable = self._state.copy()
         if self.config.fsync != "off":
             _fsync_dir(path.parent)
 
@@ -165,13 +183,18 @@ class FileSink:
 
     # -- writing --------------------------------------------------------------------
 
-    def write(self, records: Sequence[dict[str, Any] | bytes], *, sync: bool) -> None:
-        """Chain and append ``records`` in order (rotating/checkpointing as due).
+    def write(self, records: Sequence[dict[str, Any] | bytes], *, sync: bool, rotate: bool = True,
+              flush: bool = True) -> int:
+        """Chain and append ``records`` in order (checkpointing, and rotating with ``rotate``, as due).
 
         A record is a dict or its :func:`~guard.audit.canonical.template` bytes.
 
-        ``sync`` asks for ``fsync`` (the log decides per record: denials under
-        ``fsync = "denials"``, write-ahead requests under ``durability``). Raises
+        ``sync`` ``fsync``s before returning (file thread only). The event loop calls it with
+        ``sync=False, rotate=False, flush=False``: the records are chained into the buffer and
+        reach the OS with the next :meth:`flush` (one ``os.write`` for every record of a loop
+        turn); the write stops after the record at which the file falls due for rotation, and
+        the log has the file thread call :meth:`rotate_now` before it writes the rest (and
+        :meth:`sync` when :attr:`needs_sync`). Returns how many records were taken. Raises
         :class:`SinkWriteError` telling how many records did reach the OS.
         """
         if self._fd is None or self.broken:
@@ -185,6 +208,8 @@ class FileSink:
                 if self._tx.since_checkpoint >= self.config.checkpoint_every:
                     self._append_checkpoint()
                 if self._rotation_due():
+                    if not rotate:
+                        break
                     if self._tx.since_checkpoint:
                         self._append_checkpoint()
                     self._flush(sync)
@@ -192,11 +217,28 @@ class FileSink:
                     self._rotate()
             if self._checkpoint_time_due():
                 self._append_checkpoint()
-            self._flush(sync)
+            if flush:
+                self._flush(sync)
         except _CheckpointFileError as exc:
             raise SinkWriteError(exc, committed + pending) from exc
         except OSError as exc:
             raise SinkWriteError(exc, committed) from exc
+        return committed + pending
+
+    def flush(self) -> None:
+        """Hand the records :meth:`write` buffered (``flush=False``) to the OS, without ``fsync``.
+
+        Raises :class:`SinkWriteError`: ``written`` is 0 when nothing was committed (the
+        buffered records are dropped from the chain), or at least the number of buffered
+        records when only the separate checkpoint file failed.
+        """
+        buffered = self._tx.seq - self._state.seq
+        try:
+            self._flush(False)
+        except _CheckpointFileError as exc:
+            raise SinkWriteError(exc, buffered) from exc
+        except OSError as exc:
+            raise SinkWriteError(exc, 0) from exc
 
     def tick(self) -> None:
         """Write a checkpoint if one is due by time (called by the writer when idle)."""
@@ -212,6 +254,83 @@ class FileSink:
             return
         self._append_checkpoint()
         self._flush_counting()
+
+    def begin_sync(self) -> _State:
+        """Mark everything handed to the OS so far as covered by the :meth:`sync` about to run (loop).
+
+        Returns the chain state that :meth:`sync` makes durable; pass it to :meth:`synced`.
+        """
+        self._unsynced = self._cp_dirty = False
+        return self._state.copy()
+
+    def synced(self, state: _State) -> None:
+        """A :meth:`sync` that began at ``state`` succeeded (loop)."""
+        if state.file_first_seq == self._durable.file_first_seq:
+            self._durable = state
+
+    def roll_back_unsynced(self) -> int:
+        """After a failed :meth:`sync`: cut the file back to the last durable record (loop).
+
+        What was written after it may or may not be on the disk; the caller writes those
+        records again on the next file (:meth:`open` with reason ``recover`` chains to the
+        state this leaves), so a disk error never reads as a gap in the chain. Returns how
+        many records were cut.
+        """
+        durable = self._durable
+        cut = self._state.seq - durable.seq
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, durable.file_bytes)
+        self._state = durable.copy()
+        self._tx = durable.copy()
+        self._buf.clear()
+        self._external.clear()
+        self.broken = True
+        return cut
+
+    def sync(self) -> None:
+        """``fsync`` the log file and the checkpoint file. File thread; may overlap appends.
+
+        A failure leaves the sink ``broken`` (what reached the disk is unknown): the log
+        recovers on a fresh file, like after a failed write.
+        """
+        fd, cp_fd = self._fd, self._cp_fd
+        if fd is None or self.broken:
+            raise OSError("audit file is not open")
+        try:
+            os.fsync(fd)
+            if cp_fd is not None and self.config.fsync != "off":
+                os.fsync(cp_fd)
+        except OSError:
+            self.broken = True
+            raise
+
+    @property
+    def needs_sync(self) -> bool:
+        """Bytes reached the OS that the ``fsync`` policy wants on disk and no :meth:`sync` covered yet.
+
+        ``fsync = "always"``: any record; otherwise checkpoint-file lines (unless ``off``).
+        """
+        return self._unsynced and (self.config.fsync == "always" or self._cp_dirty)
+
+    def rotation_due(self) -> bool:
+        """The active file reached ``rotate_bytes`` or ``rotate_interval``: call :meth:`rotate_now`."""
+        return self._fd is not None and not self.broken and self._rotation_due()
+
+    def rotate_now(self) -> None:
+        """Seal the active file with a checkpoint, rename it and start the next one. File thread."""
+        if self._fd is None or self.broken:
+            raise SinkWriteError(OSError("audit file is not open"), 0)
+        sync = self.config.fsync != "off"
+        try:
+            if self._tx.since_checkpoint:
+                self._append_checkpoint()
+            self._flush(sync)
+            self._rotate()
+            self._flush(sync)
+        except OSError as exc:
+            raise SinkWriteError(exc, 0) from exc
+        self._durable = self._state.copy()
 
     def next_deadline(self) -> float | None:
         """Monotonic time of the next timed checkpoint (``None`` when nothing is uncovered)."""
@@ -324,7 +443,7 @@ class FileSink:
         self._state.file_bytes = 0
         self._state.file_opened_at = self._mono()
         self._state.file_first_seq = self._state.seq + 1
-        self._tx = replace(self._state)
+        self._tx = self._state.copy()
         self._header("rotate", previous, None)
 
     def _archive(self, path: Path) -> Path:
@@ -363,26 +482,30 @@ class FileSink:
             while view:
                 n = os.write(fd, view)
                 view = view[n:]
-            if sync or self.config.fsync == "always":
+            if sync:
                 os.fsync(fd)
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, self._state.file_bytes)  # drop our own unacknowledged partial bytes
-            self._tx = replace(self._state)
+            self._tx = self._state.copy()
             self._buf.clear()
             self._external.clear()
             self.broken = True
             raise
         self.records_written += self._tx.seq - self._state.seq
         self.bytes_written += len(data)
-        self._state = replace(self._tx)
+        self._state = self._tx.copy()
         self._buf.clear()
+        self._unsynced = not sync
         external, self._external = self._external, []
         if self._cp_fd is not None and external:
             try:
                 os.write(self._cp_fd, b"".join(external))
                 if self.config.fsync != "off":
-                    os.fsync(self._cp_fd)
+                    if sync:
+                        os.fsync(self._cp_fd)
+                    else:
+                        self._cp_dirty = self._unsynced = True
             except OSError as exc:
                 self.broken = True
                 raise _CheckpointFileError(exc.errno or 0, exc.strerror or "checkpoint file") from exc

@@ -241,3 +241,72 @@ async def test_idle_writer_signs_an_overdue_checkpoint(tmp_path: Path) -> None:
     result = verify([tmp_path], keys=[KEY.public])
     assert result.uncovered == 0 and result.status == "intact"
     await log.aclose()
+
+
+async def test_a_failed_fsync_writes_its_records_again_on_a_fresh_file_so_the_chain_stays_whole(
+        tmp_path: Path) -> None:
+    """An fsync error must not read as tampering: what it covered is cut and written again."""
+    log = make_log(tmp_path, retry_interval=0.02, fsync="denials")
+    await log.start()
+    await log.append(rec(1), durable=True)
+    fd = log.sink._fd
+    assert fd is not None
+    read_end, write_end = os.pipe()  # fsync of a pipe fails (EINVAL): a real failing fsync under the sink
+    os.dup2(write_end, fd)
+    with pytest.raises(AuditNotPersisted):
+        await log.append(rec(2), durable=True)
+    assert not log.healthy
+    await wait_for(lambda: log.healthy)
+    await log.append(rec(3), durable=True)
+    await log.aclose()
+    os.close(read_end)
+    os.close(write_end)
+    assert [r["event"]["id"] for r in records_of(tmp_path) if r["event"]["action"] == "test-record"] == [
+        "r1", "r2", "r3"]
+    result = verify([tmp_path], keys=[KEY.public])
+    assert result.status == "intact", result.render()
+
+
+async def test_records_of_one_loop_turn_reach_the_os_in_one_write(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Records are written on the loop, batched per turn, and never wait for the file thread when
+    nothing asks for fsync."""
+    log = make_log(tmp_path)
+    await log.start()
+    calls = {"write": 0, "fsync": 0}
+    real_write, real_fsync = os.write, os.fsync
+
+    def counting_write(fd: int, data: Any) -> int:
+        calls["write"] += 1
+        return real_write(fd, data)
+
+    def counting_fsync(fd: int) -> None:
+        calls["fsync"] += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "write", counting_write)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    await asyncio.gather(*(log.append(rec(n), durable=n % 2 == 0) for n in range(40)))
+    assert calls == {"write": 1, "fsync": 0}
+    monkeypatch.undo()
+    await log.aclose()
+    assert verify([tmp_path], keys=[KEY.public]).status == "intact"
+
+
+async def test_concurrent_durable_records_share_an_fsync(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = make_log(tmp_path, fsync="denials")
+    await log.start()
+    fsyncs = 0
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        nonlocal fsyncs
+        fsyncs += 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    await asyncio.gather(*(log.append(rec(n), durable=True) for n in range(50)))
+    assert 1 <= fsyncs <= 2  # one group commit (a second only if the first began before all were written)
+    monkeypatch.undo()
+    await log.aclose()
+    assert verify([tmp_path], keys=[KEY.public]).status == "intact"
