@@ -70,6 +70,14 @@ def words(label: str) -> tuple[str, ...]:
     return tuple(w for w in _SPLIT.split(_CAMEL.sub(" ", label[:256]).lower()) if w)
 
 
+@functools.lru_cache(maxsize=8192)
+def _verdict(entity: str, label: tuple[str, ...], extra: frozenset[str]) -> Evidence:
+    """What ``label`` says about ``entity`` (cached: keys, headers and labels repeat per message)."""
+    if _names(entity, label, extra):
+        return _POSITIVE
+    return _NEGATIVE if any(w in NEGATIVE for w in label) else NONE
+
+
 def _names(entity: str, label_words: tuple[str, ...], extra: frozenset[str]) -> bool:
     stems = POSITIVE.get(entity, frozenset()) | extra
     for w in label_words:
@@ -87,6 +95,8 @@ class Evidence:
 
 
 NONE = Evidence(False, False)
+_POSITIVE = Evidence(True, False)
+_NEGATIVE = Evidence(False, True)
 
 
 def evidence(entity: str, key_words: tuple[str, ...], text: str, start: int,
@@ -98,9 +108,7 @@ def evidence(entity: str, key_words: tuple[str, ...], text: str, start: int,
     label = key_words + header_words(text, start) + words_before(text, start)
     if not label:
         return NONE
-    if _names(entity, label, extra):
-        return Evidence(True, False)
-    return Evidence(False, any(w in NEGATIVE for w in label))
+    return _verdict(entity, label, extra)
 
 
 def words_before(text: str, start: int) -> tuple[str, ...]:
