@@ -430,7 +430,7 @@ class AuditLog:
             for e in waiters:
                 _resolve(e, None)
         waiters, self._sync_waiters, self._sync_group = self._sync_waiters, [], None
-        for e in waiters:  # the log failed before their fsync: their records are held for the next file
+        for e in waiters:  # the log failed before their fsync (after an fsync failure, held for the next file)
             _resolve(e, AuditNotPersisted("audit record not persisted"))
 
     def _on_sync_failure(self, exc: OSError, waiters: list[_Entry]) -> None:
@@ -449,11 +449,7 @@ class AuditLog:
         for record in unsynced:
             self._hold(_Entry(record))
         unflushed, self._unflushed = self._unflushed, []
-        for e in unflushed:
-            if e.record:
-                self._hold(e)
-            _resolve(e, AuditNotPersisted("audit record not persisted") if e.record else
-                     AuditUnavailable("audit log unavailable"))
+        self._fail_batch(unflushed)  # chained after the cut: dropped from the buffer, held in order
         waiters += self._sync_waiters
         self._sync_waiters, self._sync_group = [], None
         for e in waiters:
