@@ -50,7 +50,7 @@ from guard.pii.evidence import evidence, words
 from guard.pii.normalize import View, normalize
 from guard.pii.rules import ActionSpec, PIIRules
 from guard.pii.tokens import TOKEN_LIKE_RE, Binding, apply_action, binding_for, open_token
-from guard.pii.walker import Leaf, transform
+from guard.pii.walker import Leaf, Shape, rewrite, walk
 
 if TYPE_CHECKING:
     from guard.pii.engine import Analyzer
@@ -114,6 +114,8 @@ class Scan:
     leaves: dict[int, LeafPlan] = field(default_factory=dict)
     """Leaves with findings or tokens, by visiting position."""
     leaf_count: int = 0
+    shape: Shape = field(default_factory=list)
+    """Where each subtree of ``payload`` ends (:func:`~guard.pii.walker.walk`), for the rewrite."""
     target: LeafPlan | None = None
     """The message's target with its findings (audit records the protected form)."""
 
@@ -232,7 +234,7 @@ class Protector:
         def visit(leaf: Leaf) -> None:
             leaves.append(leaf)
 
-        transform(payload, kind, method, to_client, visit, self.rules.scan_blobs)
+        scan.shape = walk(payload, visit, self.rules.scan_blobs)
         scan.leaf_count = len(leaves)
         items: list[Item] = []
         positions: dict[Item, int] = {}
@@ -461,17 +463,7 @@ class Protector:
             return Outcome(None, findings, rejection, target)
         if not edits:
             return Outcome(None, findings, None, target)
-        position = 0
-
-        def substitute(leaf: Leaf) -> str | None:
-            nonlocal position
-            new = edits.get(position)
-            position += 1
-            return new
-
-        payload = transform(scan.payload, scan.kind, scan.method, scan.to_client, substitute,
-                            self.rules.scan_blobs)
-        return Outcome(payload, findings, None, target)
+        return Outcome(rewrite(scan.payload, edits, scan.shape, self.rules.scan_blobs), findings, None, target)
 
     def protect(self, payload: dict[str, Any], kind: Kind, method: str | None, to_client: bool, server: str,
                 tool: str | None, tenant: str | None = None,

@@ -33,6 +33,13 @@ JSON Schemas (a tool's ``inputSchema``/``outputSchema``, an elicitation's
 they are so the schema stays valid and the tool keeps its interface; ``title``,
 ``description``, ``default``, ``examples``, ``enum`` and ``const`` are candidates.
 
+The PII stage walks a message twice: :func:`walk` visits every candidate (to analyse them)
+and records the payload's :data:`Shape`, where each subtree's leaves end; after the plan,
+:func:`rewrite` substitutes the protected leaves by their visiting position and passes over
+every subtree (a record, a string, an embedded JSON document) that holds none, instead of
+walking it again. This module is compiled with mypyc (``setup.py``); the classes it cannot
+define compiled live in :mod:`guard.pii.jsontext`.
+
 Consecutive text blocks of one ``content`` list get the same ``block`` group so that a
 value split across them can be found (:mod:`guard.pii.protect` analyses the seams).
 
@@ -57,16 +64,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import functools
 import json
 import re
 from collections.abc import Callable, Mapping
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any, NamedTuple
 
 import orjson
 
 from guard.errors import PIIError
 from guard.jsonrpc import Kind
+from guard.pii.jsontext import Pairs, Raw
 
 MAX_JSON_DEPTH = 4
 """How many levels of JSON-inside-a-string are parsed (deeper text is analysed as text;
@@ -146,21 +156,13 @@ Visit = Callable[[Leaf], "str | None"]
 """``visit(leaf) -> replacement`` (``None``: unchanged)."""
 
 
-class _Pairs(list[tuple[str, Any]]):
-    """A JSON object with duplicate keys, kept as its pairs so nothing is lost on re-serialization."""
-
-
 def _object(pairs: list[tuple[str, Any]]) -> Any:
     obj = dict(pairs)
-    return obj if len(obj) == len(pairs) else _Pairs(pairs)
-
-
-class _Raw(str):
-    """A JSON number text (non-integer) kept verbatim."""
+    return obj if len(obj) == len(pairs) else Pairs(pairs)
 
 
 def _loads(text: str) -> Any:
-    return json.loads(text, object_pairs_hook=_object, parse_float=_Raw, parse_constant=_no_constant)
+    return json.loads(text, object_pairs_hook=_object, parse_float=Raw, parse_constant=_no_constant)
 
 
 def _no_constant(name: str) -> Any:
@@ -196,15 +198,62 @@ def key_safe(key: str) -> bool:
 
 
 class _Run:
-    def __init__(self, visit: Visit, scan_blobs: bool) -> None:
+    """One walk. With ``shape`` it also records (``edits is None``) or replays (``edits`` given)
+    the extent of every subtree (:class:`Shape`)."""
+
+    def __init__(self, visit: Visit, scan_blobs: bool, shape: list[int] | None = None,
+                 edits: Mapping[int, str] | None = None) -> None:
         self.visit = visit
         self.scan_blobs = scan_blobs
         self.groups = 0
+        self.shape = shape
+        self.replay = edits is not None
+        self.edits: Mapping[int, str] = edits if edits is not None else {}
+        self.edit_positions = sorted(self.edits)
+        self.position = 0
+        """Leaves visited so far (the next leaf's position)."""
+        self.node = 0
+        """Replay: offset in ``shape`` of the next subtree."""
+
+    # -- subtrees ------------------------------------------------------------------------------
+
+    def leaf(self, leaf: Leaf) -> str | None:
+        position = self.position
+        self.position = position + 1
+        if self.replay:
+            return self.edits.get(position)
+        return self.visit(leaf)
+
+    def skip(self) -> bool:
+        """Replay: pass over the next subtree when none of its leaves has an edit."""
+        assert self.shape is not None
+        node = self.node
+        end = self.shape[node]
+        i = bisect.bisect_left(self.edit_positions, self.position)
+        if i == len(self.edit_positions) or self.edit_positions[i] >= end:
+            self.position = end
+            self.node = self.shape[node + 1]
+            return True
+        self.node = node + 2
+        return False
+
+    def enter(self) -> int:
+        """Record: a new subtree; returns its offset for :meth:`leave`."""
+        assert self.shape is not None
+        node = len(self.shape)
+        self.shape.append(0)
+        self.shape.append(0)
+        return node
+
+    def leave(self, node: int) -> None:
+        assert self.shape is not None
+        self.shape[node] = self.position
+        self.shape[node + 1] = len(self.shape)
 
     # -- values --------------------------------------------------------------------------------
 
     def value(self, value: Any, path: str, key: str | None, mode: str, depth: int) -> Any:
-        if isinstance(value, _Raw):
+        if isinstance(value, Raw):
             return value
         if isinstance(value, str):
             return self.text(value, path, key, depth)
@@ -213,11 +262,23 @@ class _Run:
         if isinstance(value, int):
             if abs(value) < MIN_NUMBER or mode == PROTOCOL:
                 return value
-            new = self.visit(Leaf(str(value), path, key, "number"))
+            new = self.leaf(Leaf(str(value), path, key, "number"))
             return value if new is None or new == str(value) else new
+        if not isinstance(value, dict | list):
+            return value  # a float: no shipped entity type is a float
         if depth >= MAX_DEPTH:
             raise Unscannable("pii_too_deep")
-        if isinstance(value, _Pairs):
+        if self.shape is None:
+            return self.container(value, path, key, mode, depth)
+        if self.replay:
+            return value if self.skip() else self.container(value, path, key, mode, depth)
+        node = self.enter()
+        out = self.container(value, path, key, mode, depth)
+        self.leave(node)
+        return out
+
+    def container(self, value: Any, path: str, key: str | None, mode: str, depth: int) -> Any:
+        if isinstance(value, Pairs):
             return self.pairs(value, path, depth + 1)
         if isinstance(value, dict):
             if mode == SCHEMA:
@@ -227,9 +288,7 @@ class _Run:
             if mode == PROTOCOL:
                 return self.protocol(value, path, depth + 1)
             return self.free(value, path, depth + 1)
-        if isinstance(value, list):
-            return self.array(value, path, key, mode, depth + 1)
-        return value
+        return self.array(value, path, key, mode, depth + 1)
 
     def array(self, value: list[Any], path: str, key: str | None, mode: str, depth: int) -> list[Any]:
         out: list[Any] | None = None
@@ -244,6 +303,7 @@ class _Run:
             if mode == PROTOCOL and key == "content" and isinstance(child, dict) \
                     and child.get("type") not in _BLOCK_TYPES:
                 child_mode = FREE
+            new: Any
             if group is not None and isinstance(child, dict) and child.get("type") == "text":
                 new = self.text_block(child, f"{path}[{i}]", group, depth)
             else:
@@ -385,9 +445,9 @@ class _Run:
                 items.append((new_key, new))
         return value if items is None else dict(_unique(items))
 
-    def pairs(self, value: _Pairs, path: str, depth: int) -> _Pairs:
+    def pairs(self, value: Pairs, path: str, depth: int) -> Pairs:
         changed = False
-        items = _Pairs()
+        items = Pairs()
         for i, (k, child) in enumerate(value):
             child_path = f"{path}{_key_segment(k, i)}"
             new_key = self.key(k, child_path, depth)
@@ -399,12 +459,22 @@ class _Run:
     def key(self, key: str, path: str, depth: int) -> str:
         if key_safe(key):
             return key
-        new = self.visit(Leaf(key, path + "<key>", None, "key"))
+        new = self.leaf(Leaf(key, path + "<key>", None, "key"))
         return key if new is None else new
 
     # -- strings -------------------------------------------------------------------------------
 
     def text(self, value: str, path: str, key: str | None, depth: int, block: int | None = None) -> str:
+        if self.shape is None:
+            return self.string(value, path, key, depth, block)
+        if self.replay:
+            return value if self.skip() else self.string(value, path, key, depth, block)
+        node = self.enter()
+        out = self.string(value, path, key, depth, block)
+        self.leave(node)
+        return out
+
+    def string(self, value: str, path: str, key: str | None, depth: int, block: int | None) -> str:
         if len(value) <= MAX_EMBEDDED_JSON and path.count("<json>") < MAX_JSON_DEPTH:
             body = value.strip()
             if body[:1] in ("{", "[") and body[-1:] in ("}", "]"):
@@ -421,7 +491,7 @@ class _Run:
             new_text = self.text(decoded, path + "<base64>", key, depth + 1)
             if new_text is not decoded:
                 new_runs.append((run, _encode_like(new_text, run)))
-        new = self.visit(Leaf(value, path, key, "text", block))
+        new = self.leaf(Leaf(value, path, key, "text", block))
         result = value if new is None else new
         for run, replacement in new_runs:
             result = result.replace(run, replacement)
@@ -539,22 +609,26 @@ def _dumps_like(doc: Any, original: str) -> str:
 
 
 def _dump(value: Any, indent: str | None, item: str, colon: str, ascii_only: bool, level: int) -> str:
-    if isinstance(value, _Raw):
+    if isinstance(value, Raw):
         return str(value)
+    quote = encode_basestring_ascii if ascii_only else encode_basestring  # what json.dumps calls
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=ascii_only)
-    if isinstance(value, _Pairs) or isinstance(value, dict):
-        pairs = list(value) if isinstance(value, _Pairs) else list(value.items())
+        return quote(value)
+    if isinstance(value, Pairs) or isinstance(value, dict):
+        pairs = list(value) if isinstance(value, Pairs) else list(value.items())
         if not pairs:
             return "{}"
-        parts = [json.dumps(k, ensure_ascii=ascii_only) + colon + _dump(v, indent, item, colon, ascii_only, level + 1)
-                 for k, v in pairs]
+        parts = [quote(k) + colon + _dump(v, indent, item, colon, ascii_only, level + 1) for k, v in pairs]
         return _join(parts, "{", "}", indent, item, level)
     if isinstance(value, list):
         if not value:
             return "[]"
         return _join([_dump(v, indent, item, colon, ascii_only, level + 1) for v in value], "[", "]", indent, item,
                      level)
+    if value is True or value is False or value is None:
+        return "true" if value is True else "false" if value is False else "null"
+    if type(value) is int:
+        return int.__repr__(value)
     return json.dumps(value)
 
 
@@ -578,6 +652,40 @@ def transform(payload: Mapping[str, Any], kind: Kind, method: str | None, to_cli
     src = payload if isinstance(payload, dict) else dict(payload)
     run = _Run(visit, scan_blobs)
     return run.protocol(src, "$", 0)
+
+
+Shape = list[int]
+"""Where every subtree of one payload ends, recorded by :func:`walk` for :func:`rewrite`: per
+subtree (a container or a string, in visiting order) the position after its last leaf and the
+offset of the next subtree that is not inside it."""
+
+
+def walk(payload: Mapping[str, Any], visit: Visit, scan_blobs: bool = False) -> Shape:
+    """Call ``visit`` on every candidate of ``payload``, in :func:`transform`'s order (its
+    return value is ignored), and return the payload's :data:`Shape` for :func:`rewrite`."""
+    shape: Shape = []
+    run = _Run(visit, scan_blobs, shape)
+    run.protocol(payload if isinstance(payload, dict) else dict(payload), "$", 0)
+    return shape
+
+
+def rewrite(payload: Mapping[str, Any], edits: Mapping[int, str], shape: Shape,
+            scan_blobs: bool = False) -> dict[str, Any]:
+    """``payload`` with the leaf at each position of ``edits`` replaced (copy on write).
+
+    The same as :func:`transform` with a ``visit`` that returns ``edits.get(position)``, but
+    subtrees without an edit are passed over whole (``shape`` from :func:`walk` on this same,
+    unchanged payload says where each ends): an unchanged record, string or embedded JSON
+    document costs one lookup instead of a walk.
+    """
+    src = payload if isinstance(payload, dict) else dict(payload)
+    if not edits:
+        return src
+    return _Run(_unused, scan_blobs, shape, edits).protocol(src, "$", 0)
+
+
+def _unused(leaf: Leaf) -> str | None:
+    raise AssertionError("rewrite does not visit")
 
 
 def has_user_data(kind: Kind, method: str | None, to_client: bool) -> bool:

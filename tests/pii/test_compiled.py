@@ -5,24 +5,49 @@ their plain-Python source on generated inputs.
 module. A compiled module older than its source would silently test old code, so that fails
 here too (rebuild with ``pip install -e .``). ``GUARD_PURE_PYTHON=1`` (set when building and
 testing without a compiler) skips the in-use checks; equality is then trivial.
+
+The rest of the suite runs on the compiled modules; the plain sources are what runs where no
+compiler was available (and what the Docker image runs), so each compiled module is held
+equal to its source here: the phone validity on generated digit runs, the walker on generated
+MCP results (what it visits, and what it rewrites), JSON-RPC parsing on generated messages.
 """
 
 from __future__ import annotations
 
+import ast
+import importlib
 import importlib.util
+import json
 import os
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from guard import jsonrpc
+from guard.jsonrpc import Kind
+from guard.pii import walker
 from guard.pii.scan import phonevalid
 from tests.pii.machine_data import PRESIDIO_REGIONS
 from tests.pii.test_phonevalid import OTHER_REGIONS, plain_candidates, plus_candidates
+from tests.pii.test_walker import _DOCS, _payloads
 
 PURE = os.environ.get("GUARD_PURE_PYTHON") == "1"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compiled_modules() -> list[str]:
+    """``setup.py``'s ``COMPILED`` list, as module names."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "COMPILED" for t in node.targets):
+            paths = ast.literal_eval(node.value)
+            return [p.removesuffix(".py").replace("/", ".") for p in paths]
+    raise AssertionError("setup.py has no COMPILED list")
 
 
 def plain_source(module: ModuleType) -> ModuleType:
@@ -39,15 +64,26 @@ def plain_source(module: ModuleType) -> ModuleType:
 PLAIN = plain_source(phonevalid)
 COMPILED_VALIDITY = phonevalid.PhoneValidity()
 PLAIN_VALIDITY = PLAIN.PhoneValidity()
+PLAIN_WALKER = plain_source(walker)
+PLAIN_JSONRPC = plain_source(jsonrpc)
 
 
 @pytest.mark.skipif(PURE, reason="GUARD_PURE_PYTHON=1: built without compiling")
-def test_scanner_modules_are_compiled_and_not_older_than_their_source() -> None:
-    compiled = Path(phonevalid.__file__ or "")
+@pytest.mark.parametrize("name", compiled_modules())
+def test_compiled_modules_are_in_use_and_not_older_than_their_source(name: str) -> None:
+    module = importlib.import_module(name)
+    compiled = Path(module.__file__ or "")
     assert compiled.suffix == ".so", f"{compiled.name}: not compiled (pip install -e . builds it with mypyc)"
-    source = compiled.with_name("phonevalid.py")
+    source = compiled.with_name(name.rsplit(".", 1)[1] + ".py")
     assert compiled.stat().st_mtime >= source.stat().st_mtime, "stale compiled module: run pip install -e ."
-    assert PLAIN.__file__ == str(source) and not PLAIN.__file__.endswith(".so")
+
+
+def test_no_module_is_compiled_that_setup_py_does_not_compile() -> None:
+    """A module dropped from ``COMPILED`` leaves its old ``.so`` beside the source in a working
+    tree, and Python would keep importing that old build."""
+    compiled = {".".join(p.relative_to(ROOT).with_suffix("").with_suffix("").parts)
+                for p in (ROOT / "guard").rglob("*.so")}
+    assert compiled <= set(compiled_modules()), "stale extension modules: delete them and run pip install -e ."
 
 
 @settings(max_examples=1000, deadline=None)
@@ -70,3 +106,46 @@ def test_compiled_plus_verdict_equals_its_plain_python_source(candidate: str) ->
         return
     assert COMPILED_VALIDITY.plus_parse(digits) == PLAIN_VALIDITY.plus_parse(digits), candidate
     assert COMPILED_VALIDITY.plus_verdict(digits) == PLAIN_VALIDITY.plus_verdict(digits), candidate
+
+
+def _walk_with(module: ModuleType, payload: dict[str, Any]) -> tuple[list[tuple[Any, ...]], Any, Any]:
+    leaves: list[tuple[Any, ...]] = []
+
+    def visit(leaf: Any) -> str | None:
+        leaves.append(tuple(leaf))
+        return f"<{len(leaves)}>" if len(leaves) % 3 == 0 else None
+
+    changed = module.transform(payload, Kind.RESULT, "tools/call", True, visit, True)
+    shape = module.walk(payload, lambda leaf: None, True)
+    edits = {i: f"[{i}]" for i in range(0, len(leaves), 2)}
+    return leaves, changed, module.rewrite(payload, edits, shape, True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_payloads())
+def test_compiled_walker_equals_its_plain_python_source(payload: dict[str, Any]) -> None:
+    assert _walk_with(walker, payload) == _walk_with(PLAIN_WALKER, payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DOCS, st.sampled_from(["request", "notification", "result", "error", "junk"]))
+def test_compiled_jsonrpc_parsing_equals_its_plain_python_source(doc: Any, shape: str) -> None:
+    payload: Any = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"arguments": {"a": doc}}}
+    if shape == "notification":
+        payload.pop("id")
+    elif shape == "result":
+        payload = {"jsonrpc": "2.0", "id": "x", "result": {"structuredContent": {"a": doc}}}
+    elif shape == "error":
+        payload = {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "m", "data": doc}}
+    elif shape == "junk":
+        payload = doc
+    frame = json.dumps(payload)
+    outcomes = []
+    for module in (jsonrpc, PLAIN_JSONRPC):
+        try:
+            message = module.parse(frame)
+            outcomes.append((message.kind.name, message.payload, message.raw_size, message.id, message.method,
+                             module.serialize(message)))
+        except Exception as exc:  # the same refusal is what is compared
+            outcomes.append((type(exc).__name__, str(exc)))
+    assert outcomes[0] == outcomes[1]

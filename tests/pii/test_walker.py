@@ -8,9 +8,11 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from guard.jsonrpc import Kind
-from guard.pii.walker import MAX_DEPTH, Leaf, Unscannable, transform
+from guard.pii.walker import MAX_DEPTH, Leaf, Unscannable, rewrite, transform, walk
 
 V = "v@example.com"
 
@@ -342,3 +344,68 @@ def test_two_text_blocks_beside_structured_content_are_each_walked() -> None:
     assert seen.count("$.result.content[0].text<json>.email") == 1
     assert seen.count("$.result.content[1].text<json>.email") == 1
     assert V not in json.dumps(out)
+
+
+# -- walk + rewrite: the second pass passes over unchanged subtrees --------------------------
+
+_KEYS = ["email", "phone", "rows", "a", "id", "note", "e mail", "x1234", "content", "text", "type", "_meta"]
+_SCALARS = st.one_of(
+    st.sampled_from([V, "plain", "", "555-0100 call", "4111 1111 1111 1111", "Zm9vQGV4YW1wbGUuY29tIGFuZCBtb3Jl",
+                     "{\"k\": 1", "[1, 2]"]),
+    st.integers(min_value=-10**12, max_value=10**12), st.booleans(), st.none(), st.floats(allow_nan=False,
+                                                                                         allow_infinity=False),
+)
+_DOCS = st.recursive(
+    _SCALARS,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.sampled_from(_KEYS), children, max_size=4),
+        st.dictionaries(st.sampled_from(_KEYS), children, max_size=3).map(json.dumps),
+        st.dictionaries(st.sampled_from(_KEYS), children, max_size=3).map(lambda d: json.dumps(d, indent=2)),
+        st.dictionaries(st.sampled_from(_KEYS), children, min_size=1, max_size=2).map(
+            lambda d: json.dumps(d)[:-1] + ", " + json.dumps(d)[1:]),  # duplicate keys
+        st.text(max_size=20).map(lambda t: "see " + base64.b64encode(("mail " + V + t).encode()).decode()),
+    ),
+    max_leaves=14,
+)
+
+
+@st.composite
+def _payloads(draw: st.DrawFn) -> dict[str, Any]:
+    blocks = [{"type": "text", "text": draw(_DOCS.map(lambda d: d if isinstance(d, str) else json.dumps(d)))}
+              for _ in range(draw(st.integers(0, 3)))]
+    result: dict[str, Any] = {"content": blocks}
+    if draw(st.booleans()):
+        structured = draw(st.dictionaries(st.sampled_from(_KEYS), _DOCS, min_size=1, max_size=3))
+        result["structuredContent"] = structured
+        if draw(st.booleans()):
+            result["content"] = [{"type": "text", "text": json.dumps(structured)}]  # the mirrored copy
+    if draw(st.booleans()):
+        result["extra"] = draw(_DOCS)
+    return res(result)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_payloads(), st.randoms(use_true_random=False))
+def test_a_rewrite_that_passes_over_unchanged_subtrees_still_replaces_every_edited_leaf(
+        payload: dict[str, Any], random: Any) -> None:
+    """An edit :func:`rewrite` missed would leave a value the plan protects in clear text: it
+    must give exactly what a full walk substituting the same positions gives."""
+    original = copy.deepcopy(payload)
+    leaves: list[Leaf] = []
+    shape = walk(payload, leaves.append)
+    edits = {i: f"<R{i}>" for i in range(len(leaves)) if random.random() < 0.3}
+    position = 0
+
+    def substitute(leaf: Leaf) -> str | None:
+        nonlocal position
+        new = edits.get(position)
+        position += 1
+        return new
+
+    expected = transform(payload, Kind.RESULT, "tools/call", True, substitute)
+    assert position == len(leaves)
+    assert rewrite(payload, edits, shape) == expected
+    assert payload == original, "the input payload must not be mutated"
+    if not edits:
+        assert rewrite(payload, edits, shape) is payload
