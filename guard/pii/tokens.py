@@ -26,6 +26,7 @@ too much.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -62,10 +63,16 @@ class Binding:
     principal: tuple[str, str] | None = None
 
     def associated_data(self, entity: str) -> bytes:
-        parts: tuple[str, ...] = (self.deployment_id, self.tenant or "", entity)
-        if self.principal is not None:  # appended only when on: unbound tokens keep their old form
-            parts += ("principal", *self.principal)
-        return b"".join(len(p.encode()).to_bytes(4, "big") + p.encode() for p in parts)
+        return _associated_data(self.deployment_id, self.tenant, self.principal, entity)
+
+
+@functools.lru_cache(maxsize=1024)
+def _associated_data(deployment_id: str, tenant: str | None, principal: tuple[str, str] | None, entity: str) -> bytes:
+    """Length-prefixed parts (cached: the same few bindings and entity types recur in every message)."""
+    parts: tuple[str, ...] = (deployment_id, tenant or "", entity)
+    if principal is not None:  # appended only when on: unbound tokens keep their old form
+        parts += ("principal", *principal)
+    return b"".join(len(p.encode()).to_bytes(4, "big") + p.encode() for p in parts)
 
 
 def binding_for(deployment_id: str, principal: Principal | None, *, bind_tenant: bool,
