@@ -9,7 +9,9 @@ testing without a compiler) skips the in-use checks; equality is then trivial.
 The rest of the suite runs on the compiled modules; the plain sources are what runs where no
 compiler was available (and what the Docker image runs), so each compiled module is held
 equal to its source here: the phone validity on generated digit runs, the walker on generated
-MCP results (what it visits, and what it rewrites), JSON-RPC parsing on generated messages.
+MCP results (what it visits, and what it rewrites), the whole protection of generated results
+(findings, rewritten payload, rejection, protected target) and JSON-RPC parsing on generated
+messages.
 """
 
 from __future__ import annotations
@@ -25,13 +27,17 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from guard import jsonrpc
+from guard.crypto.aead import KeyRing
 from guard.jsonrpc import Kind
-from guard.pii import walker
+from guard.pii import protect, walker
+from guard.pii.engine import Analyzer
+from guard.pii.rules import PIIRules
 from guard.pii.scan import phonevalid
+from tests.pii.conftest import FIXED_SECRET, fixed_random
 from tests.pii.machine_data import PRESIDIO_REGIONS
 from tests.pii.test_phonevalid import OTHER_REGIONS, plain_candidates, plus_candidates
 from tests.pii.test_walker import _DOCS, _payloads
@@ -66,6 +72,7 @@ COMPILED_VALIDITY = phonevalid.PhoneValidity()
 PLAIN_VALIDITY = PLAIN.PhoneValidity()
 PLAIN_WALKER = plain_source(walker)
 PLAIN_JSONRPC = plain_source(jsonrpc)
+PLAIN_PROTECT = plain_source(protect)
 
 
 @pytest.mark.skipif(PURE, reason="GUARD_PURE_PYTHON=1: built without compiling")
@@ -81,8 +88,8 @@ def test_compiled_modules_are_in_use_and_not_older_than_their_source(name: str) 
 def test_no_module_is_compiled_that_setup_py_does_not_compile() -> None:
     """A module dropped from ``COMPILED`` leaves its old ``.so`` beside the source in a working
     tree, and Python would keep importing that old build."""
-    compiled = {".".join(p.relative_to(ROOT).with_suffix("").with_suffix("").parts)
-                for p in (ROOT / "guard").rglob("*.so")}
+    compiled = {".".join(p.relative_to(ROOT).with_suffix("").with_suffix("").parts).removesuffix("__mypyc")
+                for p in (ROOT / "guard").rglob("*.so")}  # mypyc puts each module's runtime beside it
     assert compiled <= set(compiled_modules()), "stale extension modules: delete them and run pip install -e ."
 
 
@@ -148,4 +155,21 @@ def test_compiled_jsonrpc_parsing_equals_its_plain_python_source(doc: Any, shape
                              module.serialize(message)))
         except Exception as exc:  # the same refusal is what is compared
             outcomes.append((type(exc).__name__, str(exc)))
+    assert outcomes[0] == outcomes[1]
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(_payloads(), st.booleans())
+def test_compiled_protection_equals_its_plain_python_source(analyzer: Analyzer, rules: PIIRules,
+                                                           payload: dict[str, Any], to_client: bool) -> None:
+    ring = KeyRing(primary="k1", secrets={"k1": FIXED_SECRET})
+    outcomes = []
+    for module in (protect, PLAIN_PROTECT):
+        protector = module.Protector(analyzer, rules, ring, "d", random=fixed_random)
+        outcome = protector.protect(payload, Kind.RESULT, "tools/call", to_client, "demo", "t",
+                                    target="lookup v@example.com")
+        rejection = outcome.rejection
+        outcomes.append((outcome.payload, outcome.findings, outcome.target,
+                         None if rejection is None else (rejection.code, rejection.reason)))
     assert outcomes[0] == outcomes[1]
