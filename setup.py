@@ -7,11 +7,12 @@ sources: each stays importable as plain Python, and ``tests/pii/test_compiled.py
 every one is compiled and current, and holds the compiled and the interpreted version equal on
 generated inputs.
 
-What is compiled, and why (``bench/README.md`` has the measurements): the PII stage's own
-work per message (the walker, normalization and label evidence run on every string of every
-message; the plan and rewrite of :mod:`guard.pii.protect`) and the per-call work with the PII stage off (JSON-RPC parsing, the audit record
-builder). Modules were kept only where compiling measurably lowered the instructions per call
-(``bench/README.md``, "Compiled modules") and the whole suite passes on them.
+What is compiled, and why: the PII stage's own work per message (the walker, normalization
+and label evidence run on every string of every message; the plan and rewrite of
+:mod:`guard.pii.protect`) and the per-call work with the PII stage off (JSON-RPC parsing, the
+audit record builder). Modules were kept only where compiling measurably lowered the
+instructions per call and the whole suite passes on them (``bench/README.md``, "What was
+optimized", fifth round, has the measurements and what was tried and not kept).
 
 Without a compiler (or without mypy, as in the Docker image's isolated-free build) the
 extensions are optional: the build warns and guard runs the same modules interpreted.
@@ -57,7 +58,7 @@ if os.environ.get("GUARD_PURE_PYTHON") != "1":
         print("warning: mypy/mypyc not available: guard's compiled modules stay plain Python")
     else:
         # One extension per module: gcc compiles small files in parallel (build_ext below). As one
-        # group the generated C was a single 3.3 MB file and the build took 230 s instead of ~80 s.
+        # group the generated C was a single 3.3 MB file and `pip install -e .` took 230 s instead of 28 s.
         ext_modules = mypycify([*BUILD_CHECK, *COMPILED], opt_level="3", separate=True)
         for extension in ext_modules:
             extension.optional = True  # a build without gcc falls back to the plain modules
