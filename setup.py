@@ -10,9 +10,14 @@ generated inputs.
 What is compiled, and why: the PII stage's own work per message (the walker, normalization
 and label evidence run on every string of every message; the plan and rewrite of
 :mod:`guard.pii.protect`) and the per-call work with the PII stage off (JSON-RPC parsing, the
-audit record builder). Modules were kept only where compiling measurably lowered the
-instructions per call and the whole suite passes on them (``bench/README.md``, "What was
-optimized", fifth round, has the measurements and what was tried and not kept).
+relay and the session's request table, the authenticate, authorize and audit stages, the policy
+engine's decision, the audit record builder, its canonical serialization and the audit log's
+loop side). Modules were kept only where compiling measurably lowered the instructions per call
+and the whole suite passes on them (``bench/README.md``, "What was optimized", fifth and sixth
+rounds, has the measurements and what was tried and not kept). Not compiled:
+``guard/pipeline/__init__.py`` (its ``Stage`` is a ``runtime_checkable`` protocol, which
+mypyc cannot compile), ``guard/audit/sink.py`` (an ``OSError`` subclass cannot be a native
+class), ``guard/metrics.py`` (``/metrics`` failed under mypyc).
 
 Without a compiler (or without mypy, as in the Docker image's isolated-free build) the
 extensions are optional: the build warns and guard runs the same modules interpreted.
@@ -34,6 +39,14 @@ COMPILED = [
     "guard/pii/protect.py",
     "guard/jsonrpc.py",
     "guard/audit/schema.py",
+    "guard/relay.py",
+    "guard/session.py",
+    "guard/pipeline/audit.py",
+    "guard/pipeline/authorize.py",
+    "guard/pipeline/authenticate.py",
+    "guard/audit/log.py",
+    "guard/audit/canonical.py",
+    "guard/policy/engine.py",
 ]
 """Modules compiled with mypyc (each keeps its plain-Python behaviour; see the tests)."""
 

@@ -177,14 +177,14 @@ def loads(data: str | bytes, encoded: bytes | None = None) -> Any:
     # Only this (rare) path can hold lone surrogates or infinities: orjson refuses both itself.
     try:
         _encode_exact(value)
-    except UnicodeEncodeError as exc:
+    except UnicodeEncodeError as surrogate:
         raise ParseError("Parse error: a string is not valid Unicode (lone surrogate)",
-                         _clean_id(value), reason="invalid_unicode") from exc
-    except RecursionError as exc:
-        raise ParseError("Parse error: frame is not valid JSON") from exc
-    except ValueError as exc:
+                         _clean_id(value), reason="invalid_unicode") from surrogate
+    except RecursionError as deep:
+        raise ParseError("Parse error: frame is not valid JSON") from deep
+    except ValueError as huge:
         raise ParseError("Parse error: a number is too large for a double", _clean_id(value),
-                         reason="number_out_of_range") from exc
+                         reason="number_out_of_range") from huge
     return value
 
 

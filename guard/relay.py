@@ -301,10 +301,10 @@ class Relay:
         trace = self._tracer.start(self._session.info, message)
         try:
             record = self._session.open_client_request(request_id, method, target, message.params)
-        except InFlightLimitExceeded as exc:
+        except InFlightLimitExceeded as over:
             await self._record_refusal(Direction.CLIENT_TO_SERVER, message, method, target,
-                                       ErrorCode.TOO_MANY_REQUESTS_IN_FLIGHT, str(exc), TOO_MANY_IN_FLIGHT)
-            await self._emit(error_response(request_id, ErrorCode.TOO_MANY_REQUESTS_IN_FLIGHT, str(exc),
+                                       ErrorCode.TOO_MANY_REQUESTS_IN_FLIGHT, str(over), TOO_MANY_IN_FLIGHT)
+            await self._emit(error_response(request_id, ErrorCode.TOO_MANY_REQUESTS_IN_FLIGHT, str(over),
                                             {"reason": "too_many_in_flight"}))
             trace.finish("too_many_in_flight")
             return
@@ -510,8 +510,8 @@ class Relay:
         while True:
             try:
                 text = await self._upstream.receive()
-            except UpstreamClosed as exc:
-                await self._upstream_gone(str(exc))
+            except UpstreamClosed as closed:
+                await self._upstream_gone(str(closed))
                 return
             except UpstreamInterrupted:
                 await self._upstream_interrupted()

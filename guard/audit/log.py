@@ -415,16 +415,19 @@ class AuditLog:
             waiters, self._sync_waiters, self._sync_group = self._sync_waiters, [], None
             self._sync_asked = False
             async with self._fd_lock:
-                if self.sink.broken or self._failed:
+                gone = self.sink.broken or self._failed
+                if gone:
                     self._sync_waiters[:0] = waiters
-                    break
-                covered = len(self._unsynced)
-                state = self.sink.begin_sync()
-                try:
-                    await self._run(self.sink.sync)
-                except OSError as exc:
-                    self._on_sync_failure(exc, waiters)
-                    return
+                else:
+                    covered = len(self._unsynced)
+                    state = self.sink.begin_sync()
+                    try:
+                        await self._run(self.sink.sync)
+                    except OSError as exc:
+                        self._on_sync_failure(exc, waiters)
+                        return
+            if gone:
+                break
             self.sink.synced(state)
             del self._unsynced[:covered]
             for e in waiters:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import html.entities
 import re
 import unicodedata
-from dataclasses import dataclass
 
 _ESCAPE = re.compile(
     r"(?P<pair>\\+u(?P<hi>[dD][89abAB][0-9a-fA-F]{2})\\+u(?P<lo>[dD][c-fC-F][0-9a-fA-F]{2}))"
@@ -44,15 +43,26 @@ _URI_WITH_AT = re.compile(r"[^\s/]*/[^\s]*@[^\s]*|[^\s]*@[^\s/]*/[^\s]*")
 _ROUNDS = 3
 
 
-@dataclass(frozen=True, slots=True)
 class View:
-    """Normalized ``text`` and, per character, the original ``[start, end)`` it came from."""
+    """Normalized ``text`` and, per character, the original ``[start, end)`` it came from.
+
+    Made for every leaf: a plain class with its own ``__init__``, which mypyc compiles into a
+    native class (a frozen dataclass's ``__init__`` is interpreted code, ~4,000 instructions a
+    view). Treat it as immutable.
+    """
 
     original: str
     text: str
-    starts: tuple[int, ...] | None = None
+    starts: tuple[int, ...] | None
     """``None``: the view is the original (identity)."""
-    ends: tuple[int, ...] | None = None
+    ends: tuple[int, ...] | None
+
+    def __init__(self, original: str, text: str, starts: tuple[int, ...] | None = None,
+                 ends: tuple[int, ...] | None = None) -> None:
+        self.original = original
+        self.text = text
+        self.starts = starts
+        self.ends = ends
 
     @property
     def identity(self) -> bool:
@@ -63,6 +73,16 @@ class View:
         if self.starts is None or self.ends is None:
             return start, end
         return self.starts[start], self.ends[end - 1]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, View) and (self.original, self.text, self.starts, self.ends) == (
+            other.original, other.text, other.starts, other.ends)
+
+    def __hash__(self) -> int:
+        return hash((self.original, self.text, self.starts, self.ends))
+
+    def __repr__(self) -> str:
+        return f"View(original={self.original!r}, text={self.text!r}, starts={self.starts!r}, ends={self.ends!r})"
 
 
 def _decode(match: re.Match[str]) -> str | None:

@@ -70,7 +70,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from json.encoder import encode_basestring, encode_basestring_ascii
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
@@ -138,18 +138,42 @@ class Unscannable(PIIError):
         self.reason = reason
 
 
-class Leaf(NamedTuple):
-    """One candidate: what to analyse and where it sits (a tuple: made for every string walked)."""
+class Leaf:
+    """One candidate: what to analyse and where it sits (made for every string walked).
+
+    A plain class with its own ``__init__``: compiled, mypyc makes it a native class, built
+    without calling into the interpreter (a ``NamedTuple``'s ``__new__`` is Python code).
+    """
 
     text: str
     """The string (a number's decimal digits, a key's text)."""
     path: str
     key: str | None
     """The JSON key holding it (its context: ``card_number``, ``phone``), if any."""
-    kind: str = "text"
+    kind: str
     """``text``, ``key`` or ``number``."""
-    block: int | None = None
+    block: int | None
     """Group of adjacent text blocks this leaf belongs to (``content[i].text``), if any."""
+
+    def __init__(self, text: str, path: str, key: str | None, kind: str = "text", block: int | None = None) -> None:
+        self.text = text
+        self.path = path
+        self.key = key
+        self.kind = kind
+        self.block = block
+
+    def fields(self) -> tuple[str, str, str | None, str, int | None]:
+        return self.text, self.path, self.key, self.kind, self.block
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Leaf) and self.fields() == other.fields()
+
+    def __hash__(self) -> int:
+        return hash(self.fields())
+
+    def __repr__(self) -> str:
+        return (f"Leaf(text={self.text!r}, path={self.path!r}, key={self.key!r}, kind={self.kind!r}, "
+                f"block={self.block!r})")
 
 
 Visit = Callable[[Leaf], "str | None"]

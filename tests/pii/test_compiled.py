@@ -56,6 +56,28 @@ def compiled_modules() -> list[str]:
     raise AssertionError("setup.py has no COMPILED list")
 
 
+@pytest.mark.parametrize("module", compiled_modules())
+def test_compiled_functions_never_rebind_an_exception_name_to_another_type(module: str) -> None:
+    """mypyc types an ``except ... as name`` variable once per function, from its first handler.
+
+    A second handler binding the same name to another exception type then raises ``TypeError``
+    in the compiled module when that exception is caught (the relay closed sessions with
+    "internal error" on a duplicate request id that way), while the plain module works. The
+    rule is kept simple: each handler of a function that catches different types binds its own
+    name (even where the first type happens to cover the later ones).
+    """
+    tree = ast.parse((ROOT / (module.replace(".", "/") + ".py")).read_text())
+    clashes = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            bound: dict[str, set[str]] = {}
+            for node in ast.walk(fn):
+                if isinstance(node, ast.ExceptHandler) and node.name and node.type is not None:
+                    bound.setdefault(node.name, set()).add(ast.unparse(node.type))
+            clashes += [f"{fn.name}: {name} {sorted(types)}" for name, types in bound.items() if len(types) > 1]
+    assert not clashes, f"{module}: one except name for several exception types: {clashes}"
+
+
 def plain_source(module: ModuleType) -> ModuleType:
     """The module's ``.py`` source, imported under another name as plain Python."""
     source = Path(module.__file__ or "").with_name(module.__name__.rsplit(".", 1)[1] + ".py")
@@ -119,7 +141,7 @@ def _walk_with(module: ModuleType, payload: dict[str, Any]) -> tuple[list[tuple[
     leaves: list[tuple[Any, ...]] = []
 
     def visit(leaf: Any) -> str | None:
-        leaves.append(tuple(leaf))
+        leaves.append(leaf.fields())
         return f"<{len(leaves)}>" if len(leaves) % 3 == 0 else None
 
     changed = module.transform(payload, Kind.RESULT, "tools/call", True, visit, True)

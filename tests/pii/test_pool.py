@@ -99,6 +99,21 @@ async def test_a_worker_stuck_past_the_deadline_is_replaced(pool: ProcessAnalysi
     assert (await pool.analyze(ITEMS, time.monotonic() + 10))[0]
 
 
+async def test_a_caller_that_gives_up_leaves_no_answer_to_the_wrong_message(pool: ProcessAnalysis) -> None:
+    """A client that disconnects mid-analysis cancels its wait; the late answer goes nowhere."""
+    big = big_item(64)
+    task = asyncio.create_task(pool.analyze(big + ITEMS, time.monotonic() + 30))  # split over both workers
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.pending >= 1  # the slots stay held while the workers still work on them
+    found = await pool.analyze(ITEMS, time.monotonic() + 30)  # queued behind the abandoned parts
+    assert found[0] and found[2] == []
+    await wait_until(lambda: pool.pending == 0)
+    assert pool.restarts == 0
+
+
 async def test_pending_cap_and_analyzer_errors_fail_closed(pool: ProcessAnalysis) -> None:
     with pytest.raises(PIIUnavailable) as exc:
         # context words must be strings: the analyzer in the worker raises on this one
