@@ -74,12 +74,14 @@ class View:
             return start, end
         return self.starts[start], self.ends[end - 1]
 
+    def fields(self) -> tuple[str, str, tuple[int, ...] | None, tuple[int, ...] | None]:
+        return self.original, self.text, self.starts, self.ends
+
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, View) and (self.original, self.text, self.starts, self.ends) == (
-            other.original, other.text, other.starts, other.ends)
+        return isinstance(other, View) and self.fields() == other.fields()
 
     def __hash__(self) -> int:
-        return hash((self.original, self.text, self.starts, self.ends))
+        return hash(self.fields())
 
     def __repr__(self) -> str:
         return f"View(original={self.original!r}, text={self.text!r}, starts={self.starts!r}, ends={self.ends!r})"
