@@ -10,14 +10,18 @@ generated inputs.
 What is compiled, and why: the PII stage's own work per message (the walker, normalization
 and label evidence run on every string of every message; the plan and rewrite of
 :mod:`guard.pii.protect`) and the per-call work with the PII stage off (JSON-RPC parsing, the
-relay and the session's request table, the authenticate, authorize and audit stages, the policy
-engine's decision, the audit record builder, its canonical serialization and the audit log's
-loop side). Modules were kept only where compiling measurably lowered the instructions per call
-and the whole suite passes on them (``bench/README.md``, "What was optimized", fifth and sixth
-rounds, has the measurements and what was tried and not kept). Not compiled:
-``guard/pipeline/__init__.py`` (its ``Stage`` is a ``runtime_checkable`` protocol, which
-mypyc cannot compile), ``guard/audit/sink.py`` (an ``OSError`` subclass cannot be a native
-class), ``guard/metrics.py`` (``/metrics`` failed under mypyc).
+per-message context classes of :mod:`guard.context`, the relay and the session's request table,
+the stage chain, the authenticate, authorize and audit stages, the policy engine's decision,
+the audit record builder, its canonical serialization, the audit log's loop side and its file
+sink, and the per-message metric series). Modules were kept only where compiling measurably
+lowered the instructions per call and the whole suite passes on them (``bench/README.md``,
+"What was optimized", fifth to seventh rounds, has the measurements and what was tried and
+not kept). Kept out of the compiled modules, and why: the ``runtime_checkable`` protocols of
+:mod:`guard.pipeline.stage` (mypyc cannot compile them), ``OSError`` subclasses
+(:class:`guard.audit.checkpoint.CheckpointFileError`: not a native class), the rest of
+``guard/metrics.py`` (``/metrics`` failed under mypyc; its per-message part is
+:mod:`guard.metrics_flow`), and :mod:`guard.limits` (``guard.cluster.breaker`` subclasses its
+breaker in interpreted code, which a native class forbids).
 
 Without a compiler (or without mypy, as in the Docker image's isolated-free build) the
 extensions are optional: the build warns and guard runs the same modules interpreted.
@@ -47,6 +51,10 @@ COMPILED = [
     "guard/audit/log.py",
     "guard/audit/canonical.py",
     "guard/policy/engine.py",
+    "guard/context.py",
+    "guard/pipeline/chain.py",
+    "guard/metrics_flow.py",
+    "guard/audit/sink.py",
 ]
 """Modules compiled with mypyc (each keeps its plain-Python behaviour; see the tests)."""
 

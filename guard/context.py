@@ -19,6 +19,9 @@ from guard.tracing.base import NO_TRACE, MessageTrace
 class Direction(enum.Enum):
     """Which way a message travels through guard."""
 
+    __hash__ = object.__hash__
+    """Members are singletons: hash by identity in C (``Enum.__hash__`` is Python code, run per lookup)."""
+
     CLIENT_TO_SERVER = "client_to_server"
     SERVER_TO_CLIENT = "server_to_client"
 
@@ -107,6 +110,9 @@ class RequestRecord:
 class Action(enum.Enum):
     CONTINUE = "continue"
     REJECT = "reject"
+
+    __hash__ = object.__hash__
+    """Members are singletons: hash by identity in C (``Enum.__hash__`` is Python code, run per lookup)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +208,9 @@ class EventKind(enum.Enum):
     KEYS_LOADED = "keys_loaded"
     PROTOCOL_ERROR = "protocol_error"
     """A client frame refused before it became a message (parse error, batch, binary, oversize)."""
+
+    __hash__ = object.__hash__
+    """Members are singletons: hash by identity in C (``Enum.__hash__`` is Python code, run per lookup)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,9 @@ class ErrorCode(enum.IntEnum):
 class Kind(enum.Enum):
     """The four shapes of a JSON-RPC 2.0 message."""
 
+    __hash__ = object.__hash__
+    """Members are singletons: hash by identity in C (``Enum.__hash__`` is Python code, run per lookup)."""
+
     REQUEST = "request"
     NOTIFICATION = "notification"
     RESULT = "result"

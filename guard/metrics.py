@@ -32,12 +32,10 @@ process-global one) so tests and several runtimes in one process do not collide.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import enum
 import hmac
 import re
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -51,8 +49,9 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from guard import __version__, mcp
-from guard.context import Direction, Event, EventKind, MessageContext, Verdict
+from guard.context import Direction, MessageContext
 from guard.jsonrpc import Kind
+from guard.metrics_flow import LoopSeries, MessageSeries
 
 STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -62,8 +61,6 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic Prometheus text format, which ``generate_latest`` writes and every scraper reads."""
 _SAFE = re.compile(r"^[A-Za-z0-9_.:/\-]{1,64}$")
 _DIRECTIONS = {Direction.CLIENT_TO_SERVER: "client_to_server", Direction.SERVER_TO_CLIENT: "server_to_client"}
-_CHILD_CACHE_LIMIT = 10_000
-"""Label combinations whose children are cached; beyond it lookups go through ``labels()`` again."""
 
 
 class _Bounded:
@@ -92,110 +89,45 @@ def _method_label(method: str | None) -> str:
     return method if mcp.is_known_method(method) else OTHER
 
 
-def _decision(ctx: MessageContext) -> str:
-    if not ctx.verdict.rejected:
-        return "allow"
-    if ctx.decision is not None and not ctx.decision.allowed:
-        return "deny"
-    return "reject"
+def _family(series: LoopSeries, with_samples: bool = True) -> Metric:
+    """A per-message series (:mod:`guard.metrics_flow`) as ``Counter`` or ``Histogram`` export it.
 
-
-def _outcome(ctx: MessageContext) -> str:
-    if ctx.verdict.rejected:
-        return "rejected"
-    raw = ctx.upstream_outcome or ("error" if ctx.message.kind is Kind.ERROR else "ok")
-    if raw.startswith("error"):
-        return "error"
-    return raw if raw in ("ok", "is_error") else OTHER
-
-
-class _CounterValue:
-    __slots__ = ("created", "value")
-
-    def __init__(self) -> None:
-        self.value = 0.0
-        self.created = time.time()
-
-    def inc(self, amount: float = 1.0) -> None:
-        self.value += amount
-
-
-class _HistogramValue:
-    __slots__ = ("bounds", "counts", "created", "total")
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self.total = 0.0
-        self.created = time.time()
-
-    def observe(self, amount: float) -> None:
-        # bucket i counts observations <= bounds[i] (Prometheus ``le``); cumulated at export
-        self.counts[bisect.bisect_left(self.bounds, amount)] += 1
-        self.total += amount
-
-
-class _LoopMetric:
-    """A labelled counter or histogram for the per-message series, kept as plain numbers.
-
-    ``prometheus_client`` takes a lock and validates labels on every update, which costs
-    more than the rest of the metrics stage together. The per-message series are only
-    ever updated from the event loop, so they are plain Python numbers here and exported
-    at scrape time by :class:`_LoopCollector` in exactly the format ``Counter`` and
-    ``Histogram`` produce (including the ``_created`` series). Not thread-safe: call only
-    from the event loop thread.
+    Including the ``_created`` series: the per-message series are plain numbers updated on the
+    event loop, exported here at scrape time.
     """
-
-    def __init__(self, name: str, documentation: str, labelnames: Sequence[str],
-                 buckets: tuple[float, ...] | None = None) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.labelnames = tuple(labelnames)
-        self.buckets = buckets
-        self._values: dict[tuple[str, ...], Any] = {}
-
-    def labels(self, **labels: str) -> Any:
-        key = tuple(str(labels[name]) for name in self.labelnames)
-        value = self._values.get(key)
-        if value is None:
-            value = _HistogramValue(self.buckets) if self.buckets is not None else _CounterValue()
-            self._values[key] = value
-        return value
-
-    def family(self, with_samples: bool = True) -> Metric:
-        created = getattr(prometheus_client.metrics, "_use_created", True)
-        if self.buckets is None:
-            counter = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-            for key, value in list(self._values.items()) if with_samples else ():
-                counter.add_metric(key, value.value, created=value.created if created else None)
-            return counter
-        histogram = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-        les = [floatToGoString(b) for b in self.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
-        for key, value in list(self._values.items()) if with_samples else ():
-            running, cumulative = 0, []
-            for le, count in zip(les, value.counts, strict=True):
-                running += count
-                cumulative.append((le, float(running)))
-            histogram.add_metric(key, cumulative, value.total)
-            if created:
-                histogram.samples.append(Sample(self.name + "_created", dict(zip(self.labelnames, key, strict=True)),
-                                                value.created))
-        return histogram
+    created = getattr(prometheus_client.metrics, "_use_created", True)
+    if series.buckets is None:
+        counter = CounterMetricFamily(series.name, series.documentation, labels=series.labelnames)
+        for key, value in list(series.values.items()) if with_samples else ():
+            counter.add_metric(key, value.value, created=value.created if created else None)
+        return counter
+    histogram = HistogramMetricFamily(series.name, series.documentation, labels=series.labelnames)
+    les = [floatToGoString(b) for b in series.buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+    for key, value in list(series.values.items()) if with_samples else ():
+        running, cumulative = 0, []
+        for le, count in zip(les, value.counts, strict=True):
+            running += count
+            cumulative.append((le, float(running)))
+        histogram.add_metric(key, cumulative, value.total)
+        if created:
+            histogram.samples.append(Sample(series.name + "_created", dict(zip(series.labelnames, key, strict=True)),
+                                            value.created))
+    return histogram
 
 
 class _LoopCollector:
-    """Exports the :class:`_LoopMetric` series into a registry at scrape time."""
+    """Exports the per-message series (:class:`~guard.metrics_flow.LoopSeries`) into a registry at scrape time."""
 
-    def __init__(self, metrics: Sequence[_LoopMetric]) -> None:
+    def __init__(self, metrics: Sequence[LoopSeries]) -> None:
         self._metrics = tuple(metrics)
 
     def collect(self) -> Iterator[Metric]:
         for metric in self._metrics:
-            yield metric.family()
+            yield _family(metric)
 
     def describe(self) -> Iterator[Metric]:
         for metric in self._metrics:
-            yield metric.family(with_samples=False)
+            yield _family(metric, with_samples=False)
 
 
 class Metrics:
@@ -215,17 +147,17 @@ class Metrics:
         self.auth_failures = Counter("guard_auth_failures", "Refused WebSocket handshakes, by reason.",
                                      ["server", "reason"], registry=r)
         # The per-message series (updated for every message, from the event loop only).
-        self.messages = _LoopMetric("guard_messages", "JSON-RPC messages seen by the pipeline.",
+        self.messages = LoopSeries("guard_messages", "JSON-RPC messages seen by the pipeline.",
                                     ["server", "direction", "kind"])
-        self.requests = _LoopMetric("guard_requests", "Requests by method and pipeline decision (allow, deny, reject).",
+        self.requests = LoopSeries("guard_requests", "Requests by method and pipeline decision (allow, deny, reject).",
                                     ["server", "method", "decision"])
-        self.responses = _LoopMetric("guard_responses", "Responses by method and outcome.",
+        self.responses = LoopSeries("guard_responses", "Responses by method and outcome.",
                                      ["server", "method", "outcome"])
-        self.pii_findings = _LoopMetric("guard_pii_findings", "PII findings by entity type and action taken.",
+        self.pii_findings = LoopSeries("guard_pii_findings", "PII findings by entity type and action taken.",
                                         ["server", "entity_type", "action"])
-        self.stage_duration = _LoopMetric("guard_stage_duration_seconds", "Time spent in each pipeline stage.",
+        self.stage_duration = LoopSeries("guard_stage_duration_seconds", "Time spent in each pipeline stage.",
                                           ["stage", "direction"], buckets=STAGE_BUCKETS)
-        self.upstream_latency = _LoopMetric(
+        self.upstream_latency = LoopSeries(
             "guard_upstream_latency_seconds",
             "From a request entering guard to its response arriving from the upstream.",
             ["server", "method"], buckets=UPSTREAM_BUCKETS)
@@ -243,8 +175,8 @@ class Metrics:
         self.policy_loaded_at = Gauge("guard_policy_last_success_timestamp_seconds",
                                       "Unix time of the last successful policy load.", registry=r)
         self.policy_reloads = Counter("guard_policy_reloads", "Policy (re)loads by result.", ["result"], registry=r)
-        self._children: dict[tuple[str, Direction, Kind, str | None, str], tuple[Any, Any, Any]] = {}
-        self._stage_children: dict[tuple[str, Direction], Any] = {}
+        self.flow = MessageSeries(self._message_children, self._stage_child, self._count_findings)
+        """The per-message updates (compiled): :meth:`observe_message`, :class:`MetricsStage`."""
 
     # Connections ---------------------------------------------------------------------------
 
@@ -269,39 +201,18 @@ class Metrics:
     def observe_message(self, ctx: MessageContext) -> None:
         """Count one message after the pipeline: decision, PII findings, stage times, upstream latency.
 
-        This runs for every message: the series are :class:`_LoopMetric` (plain numbers, no
-        lock) and their values are looked up once per distinct label combination and kept
-        (:meth:`_message_children`, :meth:`_stage_child`). With ``prometheus_client``'s own
-        ``labels()`` and locks this method was a third of guard's CPU per call (bench/README.md).
+        Runs for every message (:class:`~guard.metrics_flow.MessageSeries`, compiled). With
+        ``prometheus_client``'s own ``labels()`` and locks this was a third of guard's CPU per
+        call (bench/README.md).
         """
-        kind = ctx.message.kind
-        if kind is Kind.REQUEST:
-            detail = _decision(ctx)
-        elif kind is Kind.RESULT or kind is Kind.ERROR:
-            detail = _outcome(ctx)
-        else:
-            detail = ""
-        key = (ctx.server, ctx.direction, kind, ctx.method, detail)
-        children = self._children.get(key)
-        if children is None:
-            children = self._message_children(ctx.server, ctx.direction, kind, ctx.method, detail)
-            if len(self._children) < _CHILD_CACHE_LIMIT:  # method names come from the network
-                self._children[key] = children
-        counted, answered, latency = children
-        counted.inc()
-        if answered is not None:
-            answered.inc()
-        request = ctx.request
-        if (latency is not None and request is not None and request.direction is Direction.CLIENT_TO_SERVER
-                and ctx.direction is Direction.SERVER_TO_CLIENT):
-            latency.observe(max(0.0, ctx.received_at - request.started))
-        if ctx.findings:  # one series update per (entity type, action), not per finding
-            server = self._label("server", ctx.server)
-            for (entity, action), n in collections.Counter((f.entity_type, f.action) for f in ctx.findings).items():
-                self.pii_findings.labels(server=server, entity_type=self._label("entity_type", entity),
-                                         action=self._label("action", action)).inc(n)
-        for stage, seconds in ctx.timings.items():
-            self._stage_child(stage, ctx.direction).observe(max(0.0, seconds))
+        self.flow.observe(ctx)
+
+    def _count_findings(self, ctx: MessageContext) -> None:
+        """One series update per (entity type, action) of a message's PII findings, not per finding."""
+        server = self._label("server", ctx.server)
+        for (entity, action), n in collections.Counter((f.entity_type, f.action) for f in ctx.findings).items():
+            self.pii_findings.labels(server=server, entity_type=self._label("entity_type", entity),
+                                     action=self._label("action", action)).inc(n)
 
     def _message_children(self, server_name: str, flow: Direction, kind: Kind, method_name: str | None,
                           detail: str) -> tuple[Any, Any, Any]:
@@ -317,13 +228,7 @@ class Metrics:
         return counted, None, None
 
     def _stage_child(self, stage: str, flow: Direction) -> Any:
-        key = (stage, flow)
-        child = self._stage_children.get(key)
-        if child is None:
-            child = self.stage_duration.labels(stage=self._label("stage", stage), direction=_DIRECTIONS[flow])
-            if len(self._stage_children) < _CHILD_CACHE_LIMIT:
-                self._stage_children[key] = child
-        return child
+        return self.stage_duration.labels(stage=self._label("stage", stage), direction=_DIRECTIONS[flow])
 
     # Upstreams and policy ------------------------------------------------------------------
 
@@ -359,41 +264,6 @@ class Metrics:
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type (Prometheus text format 0.0.4)."""
         return generate_latest(self.registry), CONTENT_TYPE
-
-
-class MetricsStage:
-    """Pipeline stage that counts every message (it sees rejections) and connection events.
-
-    Put it last so ``ctx.timings`` holds every earlier stage's time. It never rejects.
-    """
-
-    name = "metrics"
-    sees_rejections = True
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
-        self._open: set[str] = set()
-
-    async def process(self, ctx: MessageContext) -> Verdict:
-        self.metrics.observe_message(ctx)
-        return Verdict.proceed()
-
-    async def on_event(self, event: Event) -> None:
-        server = event.server or (event.session.server if event.session is not None else "unknown")
-        session_id = event.session.id if event.session is not None else None
-        if event.kind is EventKind.CONNECT:
-            if session_id is not None:
-                self._open.add(session_id)
-            self.metrics.connection_opened(server)
-        elif event.kind is EventKind.CLOSE:
-            was_open = session_id is not None and session_id in self._open
-            self._open.discard(session_id or "")
-            self.metrics.connection_closed(server, event.code, was_open=was_open)
-        elif event.kind is EventKind.AUTH_FAILURE:
-            self.metrics.auth_failure(server, event.reason)
-        elif event.kind is EventKind.POLICY_RELOAD:
-            ok = event.details.get("ok")
-            self.metrics.policy_status(ok if isinstance(ok, bool) else event.reason is None, event.at)
 
 
 def metrics_endpoint(metrics: Metrics, path: str = "/metrics", token: str | None = None) -> Route:

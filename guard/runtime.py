@@ -17,7 +17,8 @@ from guard.cluster.directory import Directory, LocalDirectory
 from guard.config import Settings
 from guard.context import Event, EventKind, Principal
 from guard.limits import CircuitBreaker, ConnectionCap, ConnectionLimiter, RateLimit, RateLimiter
-from guard.metrics import Metrics, MetricsStage, metrics_endpoint
+from guard.metrics import Metrics, metrics_endpoint
+from guard.metrics_flow import MetricsStage
 from guard.pii.opening import TokenOpener
 from guard.pipeline import Pipeline, Stage
 from guard.pipeline.audit import AuditStage

@@ -29,6 +29,14 @@ _FIELDS = ("count", "head", "time", "key_id", "every", "interval_ms")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+class CheckpointFileError(OSError):
+    """Writing the separate checkpoint file failed (the log bytes themselves were committed).
+
+    Raised by :class:`guard.audit.sink.FileSink`; defined here because the sink is compiled with
+    mypyc, which cannot compile a subclass of ``OSError``.
+    """
+
+
 def signed_payload(cp: Mapping[str, Any]) -> bytes:
     """The canonical bytes a checkpoint signature covers."""
     body = {name: cp[name] for name in _FIELDS}

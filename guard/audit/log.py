@@ -47,8 +47,9 @@ import collections
 import contextlib
 import functools
 import logging
+import queue
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -101,6 +102,63 @@ def _queued(record: dict[str, Any]) -> dict[str, Any] | bytes:
 _STOP = _Entry({})
 
 
+class FileThread:
+    """The log's one file thread: runs blocking file calls in order, answers on the event loop.
+
+    What ``run_in_executor`` on a one-worker ``ThreadPoolExecutor`` did, without its layers: one
+    loop future per call, a queue to the thread, and one ``call_soon_threadsafe`` back. The
+    executor's ``concurrent.futures`` future, its locks and the chaining of the two futures cost
+    more than the ``fsync`` hand-off itself (bench/README.md, seventh round). A call whose caller
+    was cancelled still runs to its end on the thread (as an executor's would); its answer is
+    dropped.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Any, tuple[Any, ...]]
+                                       | None] = queue.SimpleQueue()
+        self._worker = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._worker.start()
+
+    def run(self, fn: Any, args: tuple[Any, ...]) -> asyncio.Future[Any]:
+        """Queue ``fn(*args)``; the future resolves on the calling loop with its result or exception."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._calls.put((loop, future, fn, args))
+        return future
+
+    def shutdown(self, wait: bool) -> None:
+        """Stop after the calls already queued; with ``wait``, until the thread has ended."""
+        self._calls.put(None)
+        if wait:
+            self._worker.join()
+
+    def _serve(self) -> None:
+        while True:
+            call = self._calls.get()
+            if call is None:
+                return
+            loop, future, fn, args = call
+            error: BaseException | None = None
+            result: Any = None
+            try:
+                result = fn(*args)
+            except BaseException as failure:  # handed to the awaiting coroutine, as an executor would
+                error = failure
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits for the answer
+                pass
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # the caller was cancelled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
 class AuditLog:
     """Owns the sink, the queue and the writer task. Create, ``await start()``, ``append``, ``aclose``."""
 
@@ -140,7 +198,7 @@ class AuditLog:
         self._new_id = new_id
         self._queue: asyncio.Queue[_Entry] = asyncio.Queue(maxsize=queue_size)
         self._pending: collections.deque[_Entry] = collections.deque()
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: FileThread | None = None
         self._task: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         self._started = False
@@ -197,7 +255,7 @@ class AuditLog:
             if not self._locked:
                 lock.hold(self.sink.config.path)  # one writer per file, before the file is touched
                 self._locked = True
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="guard-audit")
+            self._executor = FileThread("guard-audit")
             try:
                 await self._run(self.sink.open, "start")
             except (OSError, AuditError) as exc:
@@ -647,7 +705,7 @@ class AuditLog:
     async def _run(self, fn: Any, *args: Any) -> Any:
         if self._executor is None:
             raise AuditUnavailable("audit log is not started")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._executor.run(fn, args)
 
 
 def _resolve(entry: _Entry, error: BaseException | None) -> None:

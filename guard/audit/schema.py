@@ -55,6 +55,10 @@ _TARGET_TYPES = {
 _HOST_PORT = re.compile(r"^(?:\[(?P<v6>[0-9A-Fa-f:.%a-zA-Z]+)\]|(?P<host>[^:\[\]]+)):(?P<port>\d{1,5})$")
 _DIGEST = re.compile(r"^(?:sha256:)?[0-9a-f]{64}$")
 
+_KIND_NAMES = {kind: kind.value for kind in Kind}
+_DIRECTION_NAMES = {direction: direction.value for direction in Direction}
+"""Enum values by member: ``.value`` is a Python-level property, read twice per record otherwise."""
+
 Clock = Callable[[], float]
 IdFactory = Callable[[], str]
 
@@ -204,7 +208,7 @@ def _outcome_and_types(ctx: MessageContext) -> tuple[str, list[str]]:
     kind = ctx.message.kind
     if ctx.verdict.rejected:
         return "failure", ["access", "denied"] if kind is Kind.REQUEST else ["denied"]
-    if kind.is_response:
+    if kind is Kind.RESULT or kind is Kind.ERROR:
         upstream = ctx.upstream_outcome
         if upstream is None:
             outcome = "success" if kind is Kind.RESULT else "failure"
@@ -249,12 +253,15 @@ def message_record(ctx: MessageContext, *, now: float, perf: float, event_id: st
     ``time.perf_counter()`` used for the response latency (``event.duration``, ns).
     """
     message = ctx.message
+    kind = message.kind
+    is_response = kind is Kind.RESULT or kind is Kind.ERROR
+    kind_name = _KIND_NAMES[kind]
     outcome, types = _outcome_and_types(ctx)
     method = ctx.method or message.method or ""
-    record = base(text(method, 128) or message.kind.value, "api", types, outcome, now, event_id)
+    record = base(text(method, 128) or kind_name, "api", types, outcome, now, event_id)
     guard = record["guard"]
-    guard["direction"] = ctx.direction.value
-    rpc: dict[str, Any] = {"kind": message.kind.value}
+    guard["direction"] = _DIRECTION_NAMES[ctx.direction]
+    rpc: dict[str, Any] = {"kind": kind_name}
     if message.id is not None:
         rpc["id"] = text(message.id, 128)
     if method:
@@ -299,9 +306,9 @@ def message_record(ctx: MessageContext, *, now: float, perf: float, event_id: st
         guard["pii"] = pii
     if ctx.upstream_outcome is not None:
         guard["upstream"] = {"outcome": text(ctx.upstream_outcome, 64)}
-    if ctx.request is not None and ctx.request.audit_id is not None and message.kind.is_response:
+    if ctx.request is not None and ctx.request.audit_id is not None and is_response:
         guard["request"] = {"event_id": ctx.request.audit_id}  # the write-ahead record this answers
-    if message.kind.is_response and ctx.request is not None:
+    if is_response and ctx.request is not None:
         record["event"]["duration"] = max(0, round((perf - ctx.request.started) * 1e9))
     sizes: dict[str, Any] = {"bytes_received": int(message.raw_size)}
     if not verdict.rejected:

@@ -41,7 +41,7 @@ import orjson
 
 from guard.audit import schema
 from guard.audit.canonical import GENESIS, canonical_unchecked, chained, digest, rfc3339
-from guard.audit.checkpoint import external_line, make_checkpoint
+from guard.audit.checkpoint import CheckpointFileError, external_line, make_checkpoint
 from guard.audit.schema import Clock, IdFactory
 from guard.crypto.signing import SigningKey
 from guard.errors import AuditError
@@ -72,10 +72,6 @@ class SinkWriteError(AuditError):
         super().__init__(f"audit sink write failed: {cause.strerror or cause}")
         self.cause = cause
         self.written = written
-
-
-class _CheckpointFileError(OSError):
-    """Writing the separate checkpoint file failed (the log bytes themselves were committed)."""
 
 
 @dataclass
@@ -219,8 +215,8 @@ class FileSink:
                 self._append_checkpoint()
             if flush:
                 self._flush(sync)
-        except _CheckpointFileError as exc:
-            raise SinkWriteError(exc, committed + pending) from exc
+        except CheckpointFileError as checkpoint_failure:
+            raise SinkWriteError(checkpoint_failure, committed + pending) from checkpoint_failure
         except OSError as exc:
             raise SinkWriteError(exc, committed) from exc
         return committed + pending
@@ -235,8 +231,8 @@ class FileSink:
         buffered = self._tx.seq - self._state.seq
         try:
             self._flush(False)
-        except _CheckpointFileError as exc:
-            raise SinkWriteError(exc, buffered) from exc
+        except CheckpointFileError as checkpoint_failure:
+            raise SinkWriteError(checkpoint_failure, buffered) from checkpoint_failure
         except OSError as exc:
             raise SinkWriteError(exc, 0) from exc
 
@@ -469,7 +465,7 @@ class FileSink:
         On failure nothing is committed: partial bytes are truncated away when the file
         allows it, and the sink is ``broken`` until reopened. A failure of the separate
         checkpoint file happens *after* the log bytes were committed and is raised as
-        :class:`_CheckpointFileError` so the caller counts those records as written.
+        :class:`CheckpointFileError` so the caller counts those records as written.
         """
         if not self._buf:
             return
@@ -508,7 +504,7 @@ class FileSink:
                         self._cp_dirty = self._unsynced = True
             except OSError as exc:
                 self.broken = True
-                raise _CheckpointFileError(exc.errno or 0, exc.strerror or "checkpoint file") from exc
+                raise CheckpointFileError(exc.errno or 0, exc.strerror or "checkpoint file") from exc
 
     def _close_fds(self, keep_checkpoint_file: bool = False) -> None:
         fds = (self._fd,) if keep_checkpoint_file else (self._fd, self._cp_fd)

@@ -310,3 +310,39 @@ async def test_concurrent_durable_records_share_an_fsync(tmp_path: Path, monkeyp
     monkeypatch.undo()
     await log.aclose()
     assert verify([tmp_path], keys=[KEY.public]).status == "intact"
+
+
+async def test_a_file_call_whose_caller_gave_up_still_runs_and_every_later_call_gets_its_own_answer() -> None:
+    """The file thread (fsync, rotate, open, close) runs calls in order; a caller cancelled
+    mid-call (a client gone during a write-ahead ``fsync``) does not take another call's answer,
+    an exception reaches its own caller, and ``shutdown(wait=True)`` runs what was queued."""
+    import threading
+
+    from guard.audit.log import FileThread
+
+    thread = FileThread("guard-audit-test")
+    release = threading.Event()
+    ran: list[str] = []
+
+    def slow() -> str:
+        release.wait(5)
+        ran.append("slow")
+        return "slow"
+
+    def fails() -> None:
+        ran.append("fails")
+        raise OSError(28, "No space left on device")
+
+    first = asyncio.ensure_future(thread.run(slow, ()))
+    second = thread.run(ran.append, ("second",))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    release.set()
+    assert await second is None
+    with pytest.raises(OSError, match="No space left"):
+        await thread.run(fails, ())
+    assert await thread.run(lambda a, b: a + b, (2, 3)) == 5
+    assert ran == ["slow", "second", "fails"] and first.cancelled()
+    thread.run(ran.append, ("queued before shutdown",))
+    thread.shutdown(wait=True)
+    assert ran[-1] == "queued before shutdown"

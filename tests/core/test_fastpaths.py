@@ -2,8 +2,9 @@
 
 * :func:`guard.jsonrpc._has_long_digit_run` (translate + substring search) finds exactly the
   frames the regex ``[0-9]{19,}`` finds, so big integers still take the exact parser;
-* :class:`guard.metrics._LoopMetric` exports the same Prometheus text as
+* :class:`guard.metrics_flow.LoopSeries` exports the same Prometheus text as
   ``prometheus_client``'s ``Counter`` and ``Histogram``;
+* the per-message enums hash by identity (in C) and behave as enums otherwise;
 * the relay's per-call timeouts (one sweeping timer per session instead of one timer per
   request) still answer every late call at its own deadline, and only those.
 """
@@ -11,18 +12,22 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
+import pickle
 import re
 import time
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from guard.context import SessionInfo
-from guard.jsonrpc import ErrorCode, Message, _has_long_digit_run, parse, serialize
-from guard.metrics import STAGE_BUCKETS, _LoopCollector, _LoopMetric
+from guard.context import Action, Direction, EventKind, SessionInfo
+from guard.jsonrpc import ErrorCode, Kind, Message, _has_long_digit_run, parse, serialize
+from guard.metrics import STAGE_BUCKETS, _LoopCollector
+from guard.metrics_flow import LoopSeries
 from guard.pipeline import Pipeline
 from guard.relay import Relay, RelayLimits
 from guard.session import Session
@@ -59,8 +64,8 @@ def test_loop_metrics_export_exactly_what_prometheus_client_exports() -> None:
     reference, fast = CollectorRegistry(auto_describe=True), CollectorRegistry(auto_describe=True)
     counter = Counter("guard_things", "Things.", ["a", "b"], registry=reference)
     histogram = Histogram("guard_wait_seconds", "Waits.", ["a"], buckets=STAGE_BUCKETS, registry=reference)
-    fast_counter = _LoopMetric("guard_things", "Things.", ["a", "b"])
-    fast_histogram = _LoopMetric("guard_wait_seconds", "Waits.", ["a"], buckets=STAGE_BUCKETS)
+    fast_counter = LoopSeries("guard_things", "Things.", ["a", "b"])
+    fast_histogram = LoopSeries("guard_wait_seconds", "Waits.", ["a"], buckets=STAGE_BUCKETS)
     fast.register(_LoopCollector([fast_counter, fast_histogram]))
     for c in (counter, fast_counter):
         c.labels(a="x", b="y").inc()
@@ -139,3 +144,18 @@ async def test_each_pending_call_times_out_at_its_own_deadline_and_answered_ones
     cancelled = [m["params"]["requestId"] for m in upstream.received if m.get("method") == "notifications/cancelled"]
     assert sorted(cancelled) == [1, 3]
     assert time.monotonic() - started < 4
+
+
+@pytest.mark.parametrize("enum_class", [Kind, Direction, Action, EventKind])
+def test_hot_path_enums_hash_by_identity_and_still_behave_as_enums(enum_class: type[enum.Enum]) -> None:
+    """The per-message enums hash by identity in C (``Enum.__hash__`` is Python code run per lookup).
+
+    Members are singletons, so identity hashing keeps dict and set semantics; lookup by value,
+    iteration and pickling are unchanged.
+    """
+    for member in enum_class:
+        assert hash(member) == object.__hash__(member)
+        assert {member: 1}[member] == 1 and member in set(enum_class)
+        assert enum_class(member.value) is member
+        assert pickle.loads(pickle.dumps(member)) is member
+    assert len({m: m.value for m in enum_class}) == len(list(enum_class))

@@ -30,7 +30,8 @@ from guard.context import (
 )
 from guard.jsonrpc import ErrorCode, Message
 from guard.jsonrpc import parse as parse_message
-from guard.metrics import Metrics, MetricsStage, metrics_endpoint
+from guard.metrics import Metrics, metrics_endpoint
+from guard.metrics_flow import MetricsStage
 from guard.pipeline import Pipeline, Stage
 from guard.runtime import build_runtime
 from tests.support.guard_server import free_port, free_socket, running_guard, running_runtime, serving
